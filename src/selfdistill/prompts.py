@@ -1,0 +1,74 @@
+"""Prompt templates (LiveCodeBench style) and extraction of code from a model response.
+
+Templates are data: `TEMPLATES` is recorded verbatim beside every generation output.
+The prompt is a single user turn, rendered later through the model's own chat template.
+Extraction follows LiveCodeBench: drop `<think>...</think>`, then take the lines between
+the last two lines that contain a code fence. No fenced block means no code.
+"""
+
+from __future__ import annotations
+
+import re
+
+from selfdistill.problems import Problem
+
+TEMPLATES = {
+    "system": (
+        "You are an expert Python programmer. You will be given a question (problem "
+        "specification) and will generate a correct Python program that matches the "
+        "specification and passes all tests."
+    ),
+    "stdin": (
+        "{system}\n\n### Question:\n{statement}\n\n### Format: Read the inputs from stdin solve "
+        "the problem and write the answer to stdout (do not directly test on the sample inputs). "
+        "Enclose your code within delimiters as follows. Ensure that when the python program "
+        "runs, it reads the inputs, runs the algorithm and writes output to STDOUT.\n"
+        "```python\n# YOUR CODE HERE\n```\n\n### Answer: (use the provided format with backticks)\n\n"
+    ),
+    "functional": (
+        "{system}\n\n### Question:\n{statement}\n\n### Format: You will use the following starter "
+        "code to write the solution to the problem and enclose your code within delimiters.\n"
+        "```python\n{starter_code}\n```\n\n### Answer: (use the provided format with backticks)\n\n"
+    ),
+    "humaneval": (
+        "{system}\n\n### Question:\nComplete the following Python function.\n\n"
+        "### Format: Write the complete function, including the signature, and enclose your "
+        "code within delimiters.\n```python\n{starter_code}\n```\n\n"
+        "### Answer: (use the provided format with backticks)\n\n"
+    ),
+}
+
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def render_prompt(problem: Problem, templates: dict[str, str] = TEMPLATES) -> str:
+    """The user-turn text for a problem."""
+    kind = problem.kind
+    if kind == "functional" and not problem.starter_code.strip():
+        kind = "stdin"  # a functional problem without starter code reads like a stdin one
+    return templates[kind].format(
+        system=templates["system"],
+        statement=problem.statement.strip(),
+        starter_code=problem.starter_code.rstrip(),
+    )
+
+
+def prompt_messages(problem: Problem, templates: dict[str, str] = TEMPLATES) -> list[dict[str, str]]:
+    return [{"role": "user", "content": render_prompt(problem, templates)}]
+
+
+def strip_thinking(response: str) -> str:
+    response = _THINK.sub("", response)
+    if "<think>" in response:  # an unterminated thought: nothing after it is an answer
+        response = response[: response.index("<think>")]
+    return response
+
+
+def extract_code(response: str) -> str | None:
+    """The last fenced code block of the response, or None when there is none."""
+    lines = strip_thinking(response).split("\n")
+    fences = [i for i, line in enumerate(lines) if "```" in line]
+    if len(fences) < 2:
+        return None
+    code = "\n".join(lines[fences[-2] + 1 : fences[-1]])
+    return code if code.strip() else None

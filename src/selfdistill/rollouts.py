@@ -1,0 +1,115 @@
+"""Resumable, crash-safe generation of responses into an append-only JSONL file.
+
+Used by `sample` (SSD data) and `eval --model`. The plan is fixed up front: item i is
+(problem i // n, sample i % n) and lands in batch i // batch_size. After every batch its
+rows are appended, flushed and fsynced. On restart, rows of complete batches are kept, a
+torn last line or a partly written batch is dropped, and generation continues at the
+first missing batch with that batch's own seed, so the file ends up identical to the one
+an uninterrupted run writes. A sidecar `<file>.meta.json` pins the settings: resuming
+with different ones is refused rather than mixing two distributions in one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from selfdistill.errors import SelfdistillError
+from selfdistill.generation import DecodingConfig, GenerationBackend, batch_seed
+from selfdistill.problems import Problem
+from selfdistill.prompts import prompt_messages
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    if not path.exists():
+        return rows
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # torn write from a killed process
+            rows.append(json.loads(line))
+    return rows
+
+
+def _check_meta(path: Path, meta: dict[str, Any]) -> None:
+    meta_path = path.with_name(path.name + ".meta.json")
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old != meta:
+            changed = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+            raise SelfdistillError(
+                f"{path} was started with different settings ({', '.join(changed)}); "
+                "use a new output directory"
+            )
+    else:
+        atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
+
+
+def run_rollouts(
+    backend: GenerationBackend,
+    problems: list[Problem],
+    decoding: DecodingConfig,
+    batch_size: int,
+    path: Path,
+    meta: dict[str, Any],
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Generate decoding.n responses per problem into `path`; return all rows in plan order."""
+    from tqdm.auto import tqdm
+
+    plan = [(p, s) for p in problems for s in range(decoding.n)]
+    n_batches = (len(plan) + batch_size - 1) // batch_size
+    _check_meta(path, meta | {"batch_size": batch_size, "items": len(plan)})
+    rows = _read_rows(path)
+    counts: dict[int, int] = {}
+    for r in rows:
+        counts[r["batch"]] = counts.get(r["batch"], 0) + 1
+    expected = {b: len(plan[b * batch_size : (b + 1) * batch_size]) for b in range(n_batches)}
+    done = {b for b, c in counts.items() if c == expected.get(b)}
+    kept = [r for r in rows if r["batch"] in done]
+    if path.exists():  # drops a torn line and partial batches in one atomic rewrite
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    bar = tqdm(total=len(plan), initial=len(kept), desc="generating", unit="resp", disable=not progress)
+    with open(path, "a", encoding="utf-8") as out:
+        for b in range(n_batches):
+            if b in done:
+                continue
+            items = plan[b * batch_size : (b + 1) * batch_size]
+            messages = [prompt_messages(p) for p, _ in items]
+            seed = batch_seed(decoding.seed, b)
+            gens = backend.generate(messages, decoding, seed)
+            new = []
+            for (problem, s), msgs, g in zip(items, messages, gens):
+                new.append({
+                    "task_id": problem.task_id,
+                    "sample_index": s,
+                    "batch": b,
+                    "seed": seed,
+                    "decoding": asdict(decoding),
+                    "prompt": msgs,
+                    "completion": g.text,
+                    "finish_reason": g.finish_reason,
+                    "prompt_tokens": g.prompt_tokens,
+                    "completion_tokens": g.completion_tokens,
+                })
+            out.write("".join(json.dumps(r) + "\n" for r in new))
+            out.flush()
+            os.fsync(out.fileno())
+            kept.extend(new)
+            bar.update(len(new))
+    bar.close()
+    order = {(p.task_id, s): i for i, (p, s) in enumerate(plan)}
+    return sorted(kept, key=lambda r: order[(r["task_id"], r["sample_index"])])
