@@ -41,15 +41,16 @@ def _add_flags(parser: argparse.ArgumentParser, flags: dict[str, tuple[type, str
                             default=None, help=help_)
 
 
-def _overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {k: v for k, v in vars(args).items() if k not in ("command", "func", "config", *skip)}
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k not in ("command", "func", "config")}
 
 
-def _load(cls: type, args: argparse.Namespace, skip: tuple[str, ...] = ()) -> Any:
+def _load(cls: type, args: argparse.Namespace, transform: Any = None) -> Any:
     from selfdistill.config import build, merge, read_yaml
 
     base = read_yaml(args.config) if getattr(args, "config", None) else {}
-    return build(cls, merge(base, _overrides(args, skip)), where=args.config or "flags")
+    data = merge(base, _overrides(args))
+    return build(cls, transform(data) if transform else data, where=args.config or "flags")
 
 
 def cmd_problems(args: argparse.Namespace) -> None:
@@ -78,6 +79,27 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(format_table(result.metrics, title=f"{config.problems} -> {result.out}/results.json"))
 
 
+def cmd_sample(args: argparse.Namespace) -> None:
+    from selfdistill.sampling import SampleConfig, format_summary, sample
+
+    summary = sample(_load(SampleConfig, args))
+    print(format_summary(summary))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from selfdistill.training import TrainConfig, train, with_preset
+
+    result = train(_load(TrainConfig, args, transform=with_preset))
+    print(f"trained {result['steps']} steps, loss {result['first_loss']} -> {result['last_loss']}; "
+          f"model: {result['model_dir']}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from selfdistill.pipeline import RunConfig, run
+
+    run(_load(RunConfig, args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfdistill", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +122,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flags(p, DECODING_FLAGS, "decoding")
     _add_flags(p, SANDBOX_FLAGS, "sandbox")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sample", help="sample SSD training data from the frozen model")
+    p.add_argument("--config", help="YAML whose keys mirror the sample config")
+    p.add_argument("--model", help="model to sample from")
+    p.add_argument("--problems", help="prompt pool spec (e.g. leetcode:train)")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--filter", help="post-filter: none | paper | release")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per generation batch")
+    p.add_argument("--dtype", help="model dtype (bfloat16, float32)")
+    p.add_argument("--limit", type=int, help="only the first N problems")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+    _add_flags(p, DECODING_FLAGS, "decoding")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("train", help="plain SFT on the samples (full or LoRA)")
+    p.add_argument("--config", help="YAML whose keys mirror the train config")
+    p.add_argument("--model", help="model to fine-tune")
+    p.add_argument("--data", help="samples.jsonl from `sample`")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--preset", help="paper-instruct | paper-thinking")
+    p.add_argument("--method", help="full | lora")
+    for name, tp in (("learning_rate", float), ("min_learning_rate", float), ("warmup_steps", int),
+                     ("max_steps", int), ("global_batch_size", int), ("per_device_batch_size", int),
+                     ("max_seq_length", int), ("lora_r", int), ("seed", int)):
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=tp)
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="the whole SSD loop from one YAML config")
+    p.add_argument("config", help="run config YAML (see configs/)")
+    p.add_argument("--out", help="run directory (overrides the YAML)")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+    p.set_defaults(func=cmd_run)
     return parser
 
 

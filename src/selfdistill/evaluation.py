@@ -149,11 +149,12 @@ def evaluate(config: EvalConfig) -> EvalResult:
     if config.limit:
         pset.problems = pset.problems[: config.limit]
     known = {p.task_id: p for p in pset.problems}
-    out.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"stage": "eval", **to_dict(config), "problems_resolved": pset.resolved}
     if config.completions:
         grouped = read_completions(Path(config.completions), known)
+        out.mkdir(parents=True, exist_ok=True)
     else:
+        out.mkdir(parents=True, exist_ok=True)
         backend = make_backend(config.backend, config.model, config.dtype)
         record["generation"] = backend.describe()
         record["templates"] = TEMPLATES

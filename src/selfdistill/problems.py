@@ -58,6 +58,8 @@ _SPLIT_SALT = "selfdistill-leetcode-split-v1"
 class TestCase:
     """One input/output pair in LiveCodeBench form (stdin text, or one JSON value per line)."""
 
+    __test__ = False  # not a pytest class
+
     input: str
     output: str
 

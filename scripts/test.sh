@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The project's test command (CI runs exactly this): install into .venv, lint, run all tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/python -m pytest -q "$@"

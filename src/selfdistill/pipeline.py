@@ -1,0 +1,112 @@
+"""`selfdistill run CONFIG.yaml`: the whole SSD loop in one run directory.
+
+    base eval -> sample (SSD data) -> train -> SSD eval -> report.md
+
+Layout of the run directory (`out`):
+    config.resolved.yaml   every setting, defaults included
+    base_eval/  sample/  train/  ssd_eval/    each stage's own artifacts
+    report.md  report.json                    base vs SSD with paired bootstrap intervals
+A stage whose final artifact exists is skipped; an interrupted one resumes (generation
+continues its JSONL, training its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selfdistill.config import build, provenance, to_dict
+from selfdistill.evaluation import EvalConfig, evaluate, format_table
+from selfdistill.execution import SandboxConfig
+from selfdistill.generation import DecodingConfig
+from selfdistill.report import write_report
+from selfdistill.rollouts import atomic_write_text
+from selfdistill.sampling import SampleConfig, format_summary, sample
+from selfdistill.training import TrainConfig, train, with_preset
+
+
+@dataclass
+class RunConfig:
+    """The SSD loop: which model, which prompts, which decodings, how to train."""
+
+    out: str = field(metadata={"help": "run directory"})
+    model: str = field(metadata={"help": "base model (bundled name, .gguf, directory, hub id)"})
+    train_problems: str = field(metadata={"help": "prompt pool for SSD data, e.g. leetcode:train"})
+    eval_problems: str = field(metadata={"help": "held-out benchmark, e.g. leetcode:eval"})
+    sample_decoding: DecodingConfig = field(metadata={"help": "T_train and truncation (n=1 in the paper)"})
+    base_decoding: DecodingConfig = field(metadata={"help": "decoding of the base model's evaluation"})
+    ssd_decoding: DecodingConfig = field(metadata={"help": "decoding of the SSD model's evaluation"})
+    training: dict[str, Any] = field(metadata={"help": "TrainConfig keys (not model/data/out)"})
+    train_limit: int | None = field(default=None, metadata={"help": "first N prompts of the pool"})
+    eval_limit: int | None = field(default=None, metadata={"help": "first N benchmark problems"})
+    sample_filter: str = field(default="none", metadata={"help": "none | paper | release"})
+    batch_size: int = field(default=16, metadata={"help": "prompts per generation batch"})
+    dtype: str = field(default="bfloat16", metadata={"help": "generation dtype"})
+    backend: str = field(default="transformers", metadata={"help": "generation backend"})
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig, metadata={"help": "judge limits"})
+    bootstrap_samples: int = field(default=2000, metadata={"help": "paired bootstrap resamples"})
+    bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self) -> None:
+        bad = {"model", "data", "out"} & set(self.training)
+        if bad:
+            raise ValueError(f"training must not set {sorted(bad)}: the pipeline does")
+        self.train_config()  # validate the training keys now, not after an hour of sampling
+
+    def train_config(self) -> TrainConfig:
+        data = with_preset({**self.training, "model": self.model,
+                            "data": str(Path(self.out) / "sample" / "samples.jsonl"),
+                            "out": str(Path(self.out) / "train"), "progress": self.progress})
+        return build(TrainConfig, data, where="training")
+
+
+def _eval(config: RunConfig, model: str, decoding: DecodingConfig, out: Path) -> dict[str, Any]:
+    if (out / "results.json").exists():
+        print(f"[skip] {out}/results.json exists")
+    else:
+        evaluate(EvalConfig(problems=config.eval_problems, out=str(out), model=model,
+                            decoding=decoding, backend=config.backend, dtype=config.dtype,
+                            batch_size=config.batch_size, limit=config.eval_limit,
+                            sandbox=config.sandbox, progress=config.progress))
+    results = json.loads((out / "results.json").read_text())
+    print(format_table(results["metrics"], title=f"{out.name}: {model}"))
+    return results
+
+
+def run(config: RunConfig) -> Path:
+    """The `run` stage's entry point; returns the path of report.md."""
+    root = Path(config.out)
+    root.mkdir(parents=True, exist_ok=True)
+    resolved = {**to_dict(config), "training_resolved": to_dict(config.train_config())}
+    atomic_write_text(root / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
+
+    base = _eval(config, config.model, config.base_decoding, root / "base_eval")
+
+    sample_dir = root / "sample"
+    if (sample_dir / "summary.json").exists():
+        print(f"[skip] {sample_dir}/summary.json exists")
+    else:
+        sample(SampleConfig(model=config.model, problems=config.train_problems, out=str(sample_dir),
+                            decoding=config.sample_decoding, filter=config.sample_filter,
+                            backend=config.backend, dtype=config.dtype, batch_size=config.batch_size,
+                            limit=config.train_limit, progress=config.progress))
+    data_summary = json.loads((sample_dir / "summary.json").read_text())["summary"]
+    print(format_summary(data_summary))
+
+    train_config = config.train_config()
+    model_dir = Path(train_config.out) / "model"
+    if (model_dir / "config.json").exists():
+        print(f"[skip] {model_dir} exists")
+    else:
+        train(train_config)
+    loss = json.loads((Path(train_config.out) / "loss.json").read_text())
+
+    ssd = _eval(config, str(model_dir), config.ssd_decoding, root / "ssd_eval")
+    report = write_report(root, config, base, ssd, data_summary, loss, provenance())
+    print(f"report: {report}")
+    return report

@@ -1,0 +1,201 @@
+"""`selfdistill train`: plain SFT on the raw samples (TRL's SFTTrainer), full or LoRA.
+
+    selfdistill train --model qwen2.5-coder-0.5b --data runs/sample/samples.jsonl --out runs/train \
+        --preset paper-instruct --max-steps 20 --max-seq-length 1024
+
+Loss is on completion tokens only (prompt masked; TRL's prompt-completion format), the
+completion ends with the chat template's end-of-turn token, which keeps its label even
+when the tokenizer's pad token equals its EOS (padding is masked by length, not by id).
+Optimiser as in the paper: AdamW (0.9, 0.95), weight decay 0.1, cosine decay from
+learning_rate to min_learning_rate after a linear warm-up, global batch by gradient
+accumulation. Writes DIR/model (LoRA merged unless merge_lora is false), DIR/loss.json,
+DIR/loss.png and DIR/train_config.json; rerunning resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from selfdistill.config import provenance, to_dict
+from selfdistill.errors import SelfdistillError, located
+from selfdistill.rollouts import atomic_write_text
+
+# The paper's fine-tuning numbers (RECIPE.md). A preset fills keys the user did not set.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper-instruct": {"learning_rate": 5e-6, "min_learning_rate": 1e-6, "max_steps": 2500,
+                       "warmup_steps": 250, "global_batch_size": 32, "max_seq_length": 65536},
+    "paper-thinking": {"learning_rate": 5e-6, "min_learning_rate": 1e-6, "max_steps": 300,
+                       "warmup_steps": 50, "global_batch_size": 32, "max_seq_length": 65536},
+}
+
+
+@dataclass
+class TrainConfig:
+    """Supervised fine-tuning of a model on its own samples."""
+
+    model: str = field(metadata={"help": "model to fine-tune (same forms as eval --model)"})
+    data: str = field(metadata={"help": "samples.jsonl written by `sample`"})
+    out: str = field(metadata={"help": "output directory"})
+    method: str = field(default="full", metadata={"help": "full | lora"})
+    learning_rate: float = field(default=5e-6, metadata={"help": "peak learning rate"})
+    min_learning_rate: float = field(default=1e-6, metadata={"help": "cosine floor"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
+    max_steps: int = field(default=100, metadata={"help": "optimiser steps"})
+    global_batch_size: int = field(default=32, metadata={"help": "sequences per optimiser step"})
+    per_device_batch_size: int = field(default=4, metadata={"help": "sequences per forward pass"})
+    max_seq_length: int = field(default=2048, metadata={"help": "longer examples are truncated"})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay"})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (method lora)"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    merge_lora: bool = field(default=True, metadata={"help": "save merged weights, not an adapter"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (CPU and recent GPUs)"})
+    gradient_checkpointing: bool = field(default=True, metadata={"help": "trade compute for memory"})
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (for resume)"})
+    seed: int = field(default=0, metadata={"help": "data order and init seed"})
+    preset: str | None = field(default=None, metadata={"help": "paper-instruct | paper-thinking"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self) -> None:
+        if self.method not in ("full", "lora"):
+            raise ValueError("method must be full or lora")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}: {sorted(PRESETS)}")
+        if self.global_batch_size % self.per_device_batch_size:
+            raise ValueError("global_batch_size must be a multiple of per_device_batch_size")
+        if self.min_learning_rate > self.learning_rate:
+            raise ValueError("min_learning_rate must not exceed learning_rate")
+
+
+def with_preset(data: dict[str, Any]) -> dict[str, Any]:
+    """Preset values under the user's own keys (the user always wins)."""
+    name = data.get("preset")
+    if name is None:
+        return data
+    if name not in PRESETS:
+        raise SelfdistillError(f"unknown preset {name!r}: {', '.join(sorted(PRESETS))}")
+    return {**PRESETS[name], **data}
+
+
+def load_sft_rows(path: Path) -> list[dict[str, Any]]:
+    """prompt/completion conversations from a samples.jsonl."""
+    if not path.is_file():
+        raise SelfdistillError(f"{path}: no such samples file")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                prompt, completion = row["prompt"], row["completion"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise located(path, lineno, "expected a JSON row with prompt and completion") from None
+            if not isinstance(prompt, list) or not isinstance(completion, str):
+                raise located(path, lineno, "prompt must be chat messages, completion a string")
+            rows.append({"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]})
+    if not rows:
+        raise SelfdistillError(f"{path}: no training rows")
+    return rows
+
+
+def build_trainer(config: TrainConfig):
+    """An SFTTrainer ready to train; separate from `train` so tests can inspect it."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from selfdistill.models import load_model, load_tokenizer, resolve_model
+
+    ref = resolve_model(config.model)
+    tokenizer = load_tokenizer(ref)
+    model = load_model(ref, dtype="float32")
+    rows = load_sft_rows(Path(config.data))
+    accumulation = config.global_batch_size // config.per_device_batch_size
+    args = SFTConfig(
+        output_dir=str(Path(config.out) / "checkpoints"),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr": config.min_learning_rate},
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        adam_beta1=config.adam_beta1,
+        adam_beta2=config.adam_beta2,
+        optim="adamw_torch",
+        max_length=config.max_seq_length,
+        completion_only_loss=True,
+        bf16=config.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=config.gradient_checkpointing,
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=1,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not config.progress,
+        dataset_num_proc=None,
+    )
+    peft_config = None
+    if config.method == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+                                 lora_dropout=config.lora_dropout, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                      processing_class=tokenizer, peft_config=peft_config)
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """The `train` stage's entry point; returns a summary with the loss history."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = build_trainer(config)
+    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    model = trainer.model
+    if config.method == "lora" and config.merge_lora:
+        model = model.merge_and_unload()
+    model_dir = out / "model"
+    tmp_dir = out / "model.partial"
+    model.save_pretrained(tmp_dir)
+    trainer.processing_class.save_pretrained(tmp_dir)
+    if model_dir.exists():
+        import shutil
+
+        shutil.rmtree(model_dir)
+    tmp_dir.rename(model_dir)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    atomic_write_text(out / "loss.json", json.dumps(history, indent=1))
+    plot_loss(history, out / "loss.png")
+    record = {"stage": "train", **to_dict(config), "resolved_preset": PRESETS.get(config.preset or ""),
+              "train_rows": len(trainer.train_dataset), "provenance": provenance()}
+    atomic_write_text(out / "train_config.json", json.dumps(record, indent=1))
+    return {"model_dir": str(model_dir), "steps": trainer.state.global_step,
+            "first_loss": history[0]["loss"] if history else None,
+            "last_loss": history[-1]["loss"] if history else None}
+
+
+def plot_loss(history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("SFT loss (completion tokens)")
+    ax.set_title("selfdistill train")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,111 @@
+"""The judge against LiveCodeBench's rules, through real judging subprocesses."""
+
+import pytest
+
+from selfdistill.execution import SandboxConfig, judge
+from selfdistill.problems import Problem, TestCase
+
+CFG = SandboxConfig(timeout_s=2, memory_mb=1024)
+
+
+def stdin_problem(*pairs):
+    return Problem("t", "s", "stdin", tests=[TestCase(i, o) for i, o in pairs])
+
+
+def call_problem(fn, *pairs):
+    return Problem("t", "s", "functional", fn_name=fn, tests=[TestCase(i, o) for i, o in pairs])
+
+
+ADD = "a, b = map(int, input().split())\nprint(a + b)\n"
+
+
+def test_stdin_program_passes_and_counts_tests():
+    r = judge(stdin_problem(("1 2", "3"), ("5 5\n", "10\n")), ADD, CFG)
+    assert (r.status, r.passed, r.total) == ("passed", 2, 2)
+
+
+def test_stdin_comparison_strips_lines_and_trailing_whitespace():
+    code = "print('  3  ')\nprint('x ')\nprint()\n"
+    assert judge(stdin_problem(("", "3\nx")), code, CFG).ok
+
+
+def test_stdin_numbers_compare_as_exact_decimals():
+    assert judge(stdin_problem(("", "0.5 2")), "print('0.50 2.0')", CFG).ok
+    # exact, not approximate: LiveCodeBench uses Decimal equality
+    assert not judge(stdin_problem(("", "0.5")), "print('0.5000001')", CFG).ok
+
+
+def test_stdin_line_count_must_match():
+    r = judge(stdin_problem(("", "1\n2")), "print(1)", CFG)
+    assert r.status == "failed"
+    assert "mismatched" in r.first_failure["error"]
+
+
+def test_stops_at_first_failure_and_reports_it():
+    p = stdin_problem(("1 1", "2"), ("2 2", "5"), ("3 3", "6"))
+    r = judge(p, ADD, CFG)
+    assert (r.status, r.passed, r.total) == ("failed", 1, 3)
+    assert r.first_failure["i"] == 1
+    assert r.first_failure["expected"] == "5"
+    assert r.first_failure["actual"].strip() == "4"
+
+
+def test_main_guard_sys_stdin_and_exit_work():
+    code = (
+        "import sys\n"
+        "def main():\n"
+        "    data = sys.stdin.read().split()\n"
+        "    print(sum(map(int, data)))\n"
+        "    exit(0)\n"
+        "if __name__ == '__main__':\n"
+        "    main()\n"
+    )
+    assert judge(stdin_problem(("1 2 3", "6"), ("4", "4")), code, CFG).ok
+
+
+def test_readline_style_input():
+    code = "import sys\ninput = sys.stdin.readline\nn = int(input())\nprint(n * 2)\n"
+    assert judge(stdin_problem(("21", "42")), code, CFG).ok
+
+
+def test_functional_call_with_json_lines_and_tuple_as_list():
+    code = "class Solution:\n    def pair(self, a: int, xs: List[int]):\n        return (a, sum(xs))\n"
+    p = call_problem("pair", ("3\n[1, 2]", "[3, 3]"), ("0\n[]", "[0, 0]"))
+    assert judge(p, code, CFG).ok
+
+
+def test_functional_wrong_answer_and_missing_method():
+    code = "class Solution:\n    def f(self, a):\n        return a + 1\n"
+    assert judge(call_problem("f", ("1", "3")), code, CFG).status == "failed"
+    assert judge(call_problem("g", ("1", "2")), code, CFG).status == "runtime_error"
+
+
+@pytest.mark.parametrize(
+    "code,status",
+    [
+        ("def f(:\n", "syntax_error"),
+        ("print(1/0)", "runtime_error"),
+        ("while True:\n    pass", "timeout"),
+        ("x = bytearray(4 * 1024**3)", "memory"),
+        ("raise SystemExit(3)", "failed"),  # exits quietly: prints nothing, wrong answer
+    ],
+)
+def test_statuses(code, status):
+    assert judge(stdin_problem(("", "1")), code, CFG).status == status
+
+
+def test_no_code():
+    assert judge(stdin_problem(("", "1")), None, CFG).status == "no_code"
+
+
+def test_output_flood_is_capped():
+    cfg = SandboxConfig(timeout_s=3, output_cap_bytes=10_000)
+    r = judge(stdin_problem(("", "1")), "while True:\n    print('x' * 1000)", cfg)
+    assert r.status == "runtime_error"
+    assert "output exceeded" in r.first_failure["error"]
+
+
+def test_environment_is_scrubbed(monkeypatch):
+    monkeypatch.setenv("SELFDISTILL_TEST_SECRET", "hunter2")
+    code = "import os\nprint(os.environ.get('SELFDISTILL_TEST_SECRET', 'none'))"
+    assert judge(stdin_problem(("", "none")), code, CFG).ok

@@ -1,0 +1,124 @@
+"""Problem sources: counts, splits, LiveCodeBench windows and every kind of bad input."""
+
+import json
+
+import pytest
+
+from selfdistill.cli import main
+from selfdistill.errors import SelfdistillError
+from selfdistill.problems import decode_lcb_tests, leetcode_split, load_problems
+
+from .conftest import lcb_encode, lcb_row
+
+
+def test_humaneval_has_164_problems_with_tests():
+    pset = load_problems("humaneval")
+    assert len(pset.problems) == 164
+    assert all(p.kind == "humaneval" and p.test_code for p in pset.problems)
+
+
+def test_leetcode_splits_are_disjoint_stratified_and_stable():
+    train = load_problems("leetcode:train")
+    held = load_problems("leetcode:eval")
+    every = load_problems("leetcode")
+    ids_t = {p.task_id for p in train.problems}
+    ids_e = {p.task_id for p in held.problems}
+    assert not ids_t & ids_e
+    assert ids_t | ids_e == {p.task_id for p in every.problems}
+    for d in ("easy", "medium", "hard"):
+        share = held.summary()["by_difficulty"][d] / every.summary()["by_difficulty"][d]
+        assert 0.07 < share < 0.17, d
+    # a pure function of the slug: pinned values guard against accidental reshuffles
+    assert leetcode_split("two_sum") == "train"
+    assert leetcode_split("accounts_merge") == "eval"
+    assert len(held.problems) == 161
+
+
+def test_leetcode_unrunnable_problems_are_reported_not_silent():
+    every = load_problems("leetcode")
+    assert "clone_graph" in every.resolved["excluded"]
+    assert len(every.problems) + len(every.resolved["excluded"]) == 1405
+
+
+def test_lcb_rows_decode_compressed_private_tests_and_windows(write_jsonl):
+    rows = [
+        lcb_row("a", "A", [("1", "1"), ("2", "2")], date="2025-03-10T00:00:00"),
+        lcb_row("b", "B", [("1\n2", "3")], func_name="add", starter="class Solution:\n    def add(self, a, b):\n        pass",
+                date="2024-09-01T00:00:00", compress_private=False),
+        lcb_row("c", "C", [("1", "1")], date="2025-06-02T00:00:00"),
+    ]
+    path = write_jsonl("lcb.jsonl", rows)
+    allp = load_problems(f"lcb:{path}")
+    assert [p.task_id for p in allp.problems] == ["lcb/a", "lcb/b", "lcb/c"]
+    assert len(allp.problems[0].tests) == 2  # public + private
+    assert allp.problems[1].kind == "functional" and allp.problems[1].fn_name == "add"
+    v6 = load_problems(f"lcb:{path}#v6")
+    assert [p.task_id for p in v6.problems] == ["lcb/a"]
+    assert v6.resolved["window"] == {"name": "v6", "start": "2025-02-01", "end": "2025-05-31"}
+    custom = load_problems(f"lcb:{path}#2024-01-01..2024-12-31")
+    assert [p.task_id for p in custom.problems] == ["lcb/b"]
+
+
+def test_lcb_private_tests_refuse_non_string_pickles():
+    import base64
+    import pickle
+    import zlib
+
+    evil = base64.b64encode(zlib.compress(pickle.dumps(OSError("x")))).decode()
+    with pytest.raises(pickle.UnpicklingError):
+        decode_lcb_tests(evil)
+    assert decode_lcb_tests(lcb_encode([{"input": "1", "output": "2"}])) == [{"input": "1", "output": "2"}]
+
+
+def test_rstar_deduplicates_on_normalised_statement(write_jsonl):
+    path = write_jsonl("r.jsonl", [{"question": "Sum  two\nnumbers."}, {"question": "Sum two numbers. "},
+                                   {"question": "Other", "starter_code": "def f(): pass"}])
+    pset = load_problems(f"rstar:{path}")
+    assert len(pset.problems) == 2 and pset.resolved["duplicates_removed"] == 1
+    assert pset.problems[1].kind == "functional"
+    assert not pset.problems[0].has_tests
+
+
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("nosuch", "unknown problem spec"),
+        ("leetcode:dev", "train or eval"),
+        ("lcb:/no/such/file.jsonl", "no such file"),
+        ("jsonl:", "needs a path"),
+        ("lcb:{path}#v7", "unknown LiveCodeBench window"),
+    ],
+)
+def test_bad_specs_raise_one_clear_error(spec, match, write_jsonl):
+    path = write_jsonl("ok.jsonl", [lcb_row("a", "A", [("1", "1")])])
+    with pytest.raises(SelfdistillError, match=match):
+        load_problems(spec.format(path=path))
+
+
+def test_malformed_rows_name_file_and_line(tmp_path):
+    path = tmp_path / "p.jsonl"
+    good = {"task_id": "x", "statement": "s", "kind": "stdin", "tests": [{"input": "1", "output": "1"}]}
+    path.write_text(json.dumps(good) + "\n{not json\n")
+    with pytest.raises(SelfdistillError, match=r"p\.jsonl:2: malformed JSON"):
+        load_problems(f"jsonl:{path}")
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "task_id": "y", "kind": "weird"}) + "\n")
+    with pytest.raises(SelfdistillError, match=r"p\.jsonl:2: kind must be"):
+        load_problems(f"jsonl:{path}")
+    path.write_text(json.dumps({**good, "tests": [{"inp": 1}]}) + "\n")
+    with pytest.raises(SelfdistillError, match=r"p\.jsonl:1: malformed test case"):
+        load_problems(f"jsonl:{path}")
+
+
+def test_problems_without_tests_are_refused_where_tests_are_needed(write_jsonl):
+    path = write_jsonl("r.jsonl", [{"question": "Q"}])
+    with pytest.raises(SelfdistillError, match="have no tests"):
+        load_problems(f"rstar:{path}", require_tests=True)
+
+
+def test_cli_problems_prints_counts_and_errors_exit_2(capsys):
+    assert main(["problems", "leetcode:eval", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["count"] == 161 and set(summary["by_difficulty"]) == {"easy", "medium", "hard"}
+    assert main(["problems", "bogus"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown problem spec")

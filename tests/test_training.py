@@ -1,0 +1,67 @@
+"""`train`: prompt tokens carry no loss, EOS keeps its label, steps change weights,
+the written model is accepted by eval and sample."""
+
+import json
+
+import torch
+
+from selfdistill.training import TrainConfig, build_trainer, train
+
+
+def write_samples(path, n=8):
+    rows = [{"prompt": [{"role": "user", "content": f"Write a program that prints {i}."}],
+             "completion": f"```python\nprint({i})\n```"} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def config(tmp_path, model, **kw):
+    base = dict(model=str(model), data=str(write_samples(tmp_path / "s.jsonl")), out=str(tmp_path / "t"),
+                max_steps=3, global_batch_size=4, per_device_batch_size=2, learning_rate=1e-2,
+                min_learning_rate=1e-3, bf16=False, progress=False)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_prompt_masked_and_eos_kept_even_when_pad_is_eos(tmp_path, tiny_model_dir):
+    trainer = build_trainer(config(tmp_path, tiny_model_dir))
+    tok = trainer.processing_class
+    assert tok.pad_token_id == tok.eos_token_id  # SmolLM2's pitfall is really present
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
+        text_ids = ids[mask.bool()]
+        lab = labels[mask.bool()]
+        prompt_len = int((lab == -100).sum())
+        decoded_prompt = tok.decode(text_ids[:prompt_len])
+        assert "Write a program" in decoded_prompt and "print(" not in decoded_prompt
+        assert (lab[prompt_len:] != -100).all()  # every completion token is trained on
+        assert tok.eos_token_id in lab[prompt_len:].tolist()  # the end-of-turn token keeps its label
+        assert (labels[~mask.bool()] == -100).all()  # padding is masked
+
+
+def test_training_changes_weights_and_writes_a_loadable_model(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    result = train(config(tmp_path, tiny_model_dir))
+    assert result["steps"] == 3
+    after = AutoModelForCausalLM.from_pretrained(result["model_dir"]).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    out = tmp_path / "t"
+    assert (out / "loss.png").stat().st_size > 0
+    assert len(json.loads((out / "loss.json").read_text())) == 3
+    record = json.loads((out / "train_config.json").read_text())
+    assert record["learning_rate"] == 1e-2 and record["provenance"]["versions"]["trl"]
+
+
+def test_lora_is_merged_into_a_plain_model(tmp_path, tiny_model_dir):
+    result = train(config(tmp_path, tiny_model_dir, method="lora", lora_r=4, lora_alpha=8))
+    files = {p.name for p in (tmp_path / "t" / "model").iterdir()}
+    assert "config.json" in files and "adapter_config.json" not in files
+    assert result["steps"] == 3
+
+
+def test_presets_fill_only_unset_keys():
+    from selfdistill.training import with_preset
+
+    data = with_preset({"preset": "paper-thinking", "max_steps": 7})
+    assert data["max_steps"] == 7 and data["warmup_steps"] == 50 and data["learning_rate"] == 5e-6
