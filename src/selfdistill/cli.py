@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
     _add_flags(p, DECODING_FLAGS, "decoding")
     _add_flags(p, SANDBOX_FLAGS, "sandbox")
+    p.add_argument("--unsafe-no-isolation", dest="sandbox.isolation", action="store_const", const="none",
+                   help="run model-written programs without the OS sandbox (see SECURITY.md)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sample", help="sample SSD training data from the frozen model")

@@ -4,16 +4,18 @@
 for the semantics of each problem kind) and returns an `ExecutionResult`;
 `judge_many` does the same for many programs in parallel, with a progress bar.
 
-What a judging process gets (this module's process-level isolation):
+What a judging process gets:
   - a fresh interpreter (`python -I`) in its own session and process group, killed as a
-    group when the sample ends, whatever it left running in that group;
-  - an empty environment but PATH/LANG (no inherited secrets), its own scratch directory
-    as working directory and HOME, removed afterwards;
+    group at the end, with an environment of PATH/LANG/HOME only (no inherited secrets);
   - resource limits set before the candidate runs: address space, CPU seconds, file size,
-    open files; a per-test alarm and a wall-clock deadline for the whole sample;
-  - captured output capped (in-process for judged stdout, in the parent for raw fds).
-It does NOT stop a program from reading or writing files the user can reach, opening
-network connections, or escaping the process group with setsid: see SECURITY.md.
+    open files, processes; a per-test alarm and a wall-clock deadline for the whole sample;
+  - captured output capped (in-process for judged stdout, in the parent for raw fds);
+  - with isolation "namespaces" (the default) its own PID, mount, network, IPC and UTS
+    namespaces, a read-only view of the host, a size-capped tmpfs as its only writable
+    place, and an unprivileged uid of its own (judge_child.py; SECURITY.md says what
+    this does and does not protect). Where that cannot be set up, judging refuses to run
+    unless isolation is "none" (--unsafe-no-isolation).
+The evaluator kills every live sandbox when it receives SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,15 +28,19 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfdistill.problems import Problem
+from selfdistill.errors import SelfdistillError
+from selfdistill.problems import Problem, TestCase
 
 CHILD = Path(__file__).with_name("judge_child.py")
+_LIVE: set[int] = set()  # process groups of running sandboxes, for the SIGTERM handler
+_LIVE_LOCK = threading.Lock()
 STATUSES = ("passed", "failed", "timeout", "memory", "runtime_error", "syntax_error", "no_code")
 
 
@@ -48,9 +54,16 @@ class SandboxConfig:
     file_size_mb: int = field(default=64, metadata={"help": "largest file a program may write"})
     open_files: int = field(default=256, metadata={"help": "open file descriptor limit"})
     workers: int = field(default=0, metadata={"help": "programs judged at once (0: CPU count)"})
+    max_processes: int = field(default=64, metadata={"help": "processes per sandbox (namespaces)"})
+    scratch_mb: int = field(default=64, metadata={"help": "size of the writable tmpfs (namespaces)"})
+    isolation: str = field(default="namespaces", metadata={
+        "help": "namespaces (OS-level sandbox) | none (process limits only; unsafe)"})
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "memory_mb", "output_cap_bytes", "file_size_mb", "open_files"):
+        if self.isolation not in ("namespaces", "none"):
+            raise ValueError("sandbox.isolation must be namespaces or none")
+        for name in ("timeout_s", "memory_mb", "output_cap_bytes", "file_size_mb", "open_files",
+                     "max_processes", "scratch_mb"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"sandbox.{name} must be positive")
         if self.workers < 0:
@@ -83,6 +96,9 @@ def build_job(problem: Problem, code: str, config: SandboxConfig) -> dict[str, A
     """The child's instructions for one program; which mode follows from the problem."""
     job: dict[str, Any] = {"code": code, "timeout": config.timeout_s}
     job["output_cap"] = config.output_cap_bytes
+    job["isolation"] = config.isolation
+    if config.isolation == "namespaces":
+        job.update(uid_base=SANDBOX_UID_BASE, scratch_mb=config.scratch_mb, expose=_interpreter_paths())
     if problem.kind == "humaneval":
         job.update(mode="script", same_namespace=True, test_code=problem.test_code)
         job["code"] = problem.starter_code + "\n" + code
@@ -106,14 +122,27 @@ def count_tests(problem: Problem) -> int:
     return len(eval(problem.test_code[start:], {}))  # a repr'd list of literals we wrote
 
 
+SANDBOX_UID_BASE = 100_000  # sandbox uid = this + the sandbox's host pid (unique while alive)
+
+
+def _interpreter_paths() -> list[str]:
+    """What the unprivileged program must be able to read: the interpreter and libraries."""
+    paths = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    paths.update(p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p)
+    return sorted(paths)
+
+
 def _rlimits(config: SandboxConfig) -> dict[str, int]:
     mib = 1 << 20
-    return {
+    limits = {
         "RLIMIT_AS": config.memory_mb * mib,
         "RLIMIT_FSIZE": config.file_size_mb * mib,
         "RLIMIT_NOFILE": config.open_files,
         "RLIMIT_CORE": 0,
     }
+    if config.isolation == "namespaces":  # per-uid, so only meaningful with a uid of its own
+        limits["RLIMIT_NPROC"] = config.max_processes
+    return limits
 
 
 def _child_env(scratch: str) -> dict[str, str]:
@@ -158,6 +187,8 @@ def _run_child(job: dict[str, Any], config: SandboxConfig, deadline: float):
             env=_child_env(scratch),
             start_new_session=True,
         )
+        with _LIVE_LOCK:
+            _LIVE.add(proc.pid)
         os.close(write_fd)
         write_fd = -1
         try:
@@ -218,6 +249,32 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    with _LIVE_LOCK:
+        _LIVE.discard(proc.pid)
+
+
+def _terminate_sandboxes(signum: int, frame: Any) -> None:
+    """SIGTERM to the evaluator takes every running sandbox down with it."""
+    with _LIVE_LOCK:
+        for pgid in list(_LIVE):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def check_sandbox(config: SandboxConfig) -> None:
+    """Fail fast, with one clear line, when isolation cannot be set up here."""
+    probe = Problem("probe", "", "stdin", tests=[TestCase("", "ok")])
+    result = judge(probe, "print('ok')", config)
+    if not result.ok:
+        raise SandboxUnavailable(f"the sandbox probe failed: {result.first_failure}")
+
+
+class SandboxUnavailable(SelfdistillError):
+    """Isolation was asked for and could not be set up."""
 
 
 def _verdict(events: list[dict[str, Any]], total: int, timed_out: bool, returncode: int) -> ExecutionResult:
@@ -225,6 +282,15 @@ def _verdict(events: list[dict[str, Any]], total: int, timed_out: bool, returnco
     running = None
     for ev in events:
         kind = ev.get("event")
+        if kind == "sandbox_error":
+            raise SandboxUnavailable(
+                f"cannot set up the OS sandbox ({ev.get('error')}); it needs root (or CAP_SYS_ADMIN) "
+                "and namespace support; --unsafe-no-isolation runs programs without it")
+        if kind == "harness_error":
+            raise SelfdistillError(f"internal judge error (not the program's fault): {ev.get('error')}")
+        if kind == "exit":  # the sandbox's init saw the program end without finishing
+            returncode = -ev["signal"] if "signal" in ev else ev.get("code", 1)
+            continue
         if kind == "compile":
             return ExecutionResult(ev["status"], 0, total, {"error": ev.get("error")})
         if kind == "start":
@@ -241,10 +307,12 @@ def _verdict(events: list[dict[str, Any]], total: int, timed_out: bool, returnco
     # the child died or was killed before reporting "done"
     if timed_out or returncode in (-signal.SIGXCPU, -signal.SIGALRM):
         status, error = "timeout", "wall-clock limit exceeded"
-    elif returncode == -signal.SIGKILL:
-        status, error = "memory", "killed (SIGKILL), most likely out of memory"
+    elif returncode == -signal.SIGKILL:  # RLIMIT_AS gives MemoryError; SIGKILL is self-inflicted or OOM
+        status, error = "runtime_error", "killed by SIGKILL (by the program itself or the OOM killer)"
+    elif returncode < 0:
+        status, error = "runtime_error", f"killed by signal {-returncode}"
     else:
-        status, error = "runtime_error", f"judging process exited with code {returncode}"
+        status, error = "runtime_error", f"program exited with code {returncode} before finishing"
     return ExecutionResult(status, passed, total, {"i": running, "error": error})
 
 
@@ -254,6 +322,9 @@ def judge_many(
     """Judge (problem, code) pairs in parallel; results come back in input order."""
     from tqdm.auto import tqdm
 
+    check_sandbox(config)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_sandboxes)
     with ThreadPoolExecutor(max_workers=config.resolved_workers()) as pool:
         futures = [pool.submit(judge, p, c, config) for p, c in items]
         bar = tqdm(total=len(futures), desc="judging", unit="prog", disable=not progress)

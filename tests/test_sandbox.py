@@ -1,0 +1,231 @@
+"""The adversarial suite: each hostile program is contained, the host is untouched, the
+run ends in bounded time, and an honest program judged in the same batch still passes."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from selfdistill.cli import main
+from selfdistill.execution import SandboxConfig, judge, judge_many
+from selfdistill.problems import Problem, TestCase
+
+CFG = SandboxConfig(timeout_s=2, memory_mb=512, scratch_mb=16, max_processes=32)
+PROBLEM = Problem("t", "print the sum", "stdin", tests=[TestCase("1 2", "3")])
+HONEST = "a, b = map(int, input().split())\nprint(a + b)\n"
+MARKER = "selfdistill-adversary-marker"
+
+
+def contained(code, budget_s=20.0, cfg=CFG):
+    start = time.monotonic()
+    result = judge(PROBLEM, code, cfg)
+    elapsed = time.monotonic() - start
+    assert elapsed < budget_s, f"took {elapsed:.1f}s"
+    assert result.status != "passed"
+    return result
+
+
+@pytest.fixture
+def victim_dir():
+    """A host directory outside /tmp (the sandbox's /tmp is its own tmpfs)."""
+    path = Path("/var/tmp") / f"selfdistill-victim-{os.getpid()}"
+    path.mkdir(exist_ok=True)
+    (path / "precious.txt").write_text("keep me")
+    os.chmod(path, 0o777)
+    os.chmod(path / "precious.txt", 0o666)  # even world-writable files stay untouched
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def marker_processes():
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if MARKER.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_writing_outside_scratch(victim_dir):
+    contained(f"open('{victim_dir}/new.txt', 'w').write('x')\nprint(3)\nopen('/etc/passwd', 'a').write('x')")
+    assert not (victim_dir / "new.txt").exists()
+
+
+def test_truncating_and_deleting(victim_dir):
+    contained(f"open('{victim_dir}/precious.txt', 'w').close()")
+    contained(f"import os\nos.remove('{victim_dir}/precious.txt')")
+    contained(f"import shutil\nshutil.rmtree('{victim_dir}')")
+    assert (victim_dir / "precious.txt").read_text() == "keep me"
+
+
+def test_connecting_to_a_loopback_listener():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(6)
+    port = server.getsockname()[1]
+    accepted = []
+    thread = threading.Thread(target=lambda: accepted.append(_accept(server)))
+    thread.start()
+    r = contained(f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\ns.sendall(b'x')")
+    thread.join()
+    server.close()
+    assert accepted == [None]
+    assert "unreachable" in r.first_failure["error"] or "refused" in r.first_failure["error"]
+
+
+def _accept(server):
+    try:
+        return server.accept()
+    except TimeoutError:
+        return None
+
+
+def test_fork_storm():
+    contained("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
+    assert subprocess.run(["true"]).returncode == 0  # the host can still start processes
+
+
+def test_daemonised_child_does_not_outlive_the_sample():
+    code = (
+        "import os\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        f"        os.execv('/bin/sleep', ['{MARKER}', '60'])\n"
+        "    os._exit(0)\n"
+        "print(4)\n"
+    )
+    contained(code)
+    time.sleep(0.2)
+    assert marker_processes() == []
+
+
+def test_killing_its_parent_and_everything_it_can_see():
+    code = "import os, signal\nfor pid in (os.getppid(), 1, -1, 0):\n    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\nprint(3)"
+    result = judge(PROBLEM, code, CFG)
+    # the evaluator (this process) is alive, and the verdict is still made
+    assert result.status in ("passed", "runtime_error", "failed")
+    assert judge(PROBLEM, HONEST, CFG).ok
+
+
+def test_ignoring_sigterm_and_sigalrm():
+    r = contained("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                  "signal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.1)")
+    assert r.status == "timeout"
+
+
+def test_infinite_output_to_the_raw_fds():
+    r = contained("import os\nwhile True:\n    os.write(1, b'x' * 65536)\n    os.write(2, b'y' * 65536)")
+    assert r.status == "timeout"
+    assert len(r.stderr) <= 2000
+
+
+def test_memory_bomb():
+    assert contained("x = []\nwhile True:\n    x.append(' ' * 10**7)").status == "memory"
+
+
+def test_filling_the_disk():
+    before = shutil.disk_usage("/").free
+    code = "f = open('big', 'wb')\nwhile True:\n    f.write(b'0' * 2**20)\n"
+    r = contained(code)
+    assert r.status == "runtime_error"
+    assert "No space left" in r.first_failure["error"] or "File too large" in r.first_failure["error"]
+    assert abs(shutil.disk_usage("/").free - before) < 64 * 2**20
+
+
+def test_reading_an_environment_secret(monkeypatch):
+    monkeypatch.setenv("SELFDISTILL_SECRET_TOKEN", "hunter2-secret")
+    code = ("import os\nleak = repr(dict(os.environ))\n"
+            "for p in ('/proc/self/environ', '/proc/1/environ', f'/proc/{os.getppid()}/environ'):\n"
+            "    try:\n        leak += open(p, 'rb').read().decode('latin1')\n    except OSError:\n        pass\n"
+            "print(leak)")
+    r = contained(code)
+    assert "hunter2" not in (r.first_failure.get("actual") or "")
+
+
+def test_deep_recursion():
+    r = contained("import sys\nsys.setrecursionlimit(10**7)\ndef f(n):\n    return f(n + 1)\nf(0)")
+    assert r.status in ("runtime_error", "memory", "timeout")
+
+
+def test_sleeping_past_the_timeout():
+    start = time.monotonic()
+    r = contained("import time\ntime.sleep(100)")
+    assert r.status == "timeout" and time.monotonic() - start < 8
+
+
+def test_honest_program_passes_in_the_same_batch(victim_dir):
+    hostile = [
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        "x = []\nwhile True:\n    x.append(' ' * 10**7)",
+        f"open('{victim_dir}/precious.txt', 'w').close()",
+        "import time\ntime.sleep(100)",
+    ]
+    items = [(PROBLEM, c) for c in hostile] + [(PROBLEM, HONEST)]
+    results = judge_many(items, CFG, progress=False)
+    assert [r.ok for r in results] == [False] * 4 + [True]
+    assert (victim_dir / "precious.txt").read_text() == "keep me"
+
+
+def test_sigterm_to_the_evaluator_takes_sandboxes_down(tmp_path):
+    script = tmp_path / "evaluator.py"
+    script.write_text(
+        "from selfdistill.execution import SandboxConfig, judge_many\n"
+        "from selfdistill.problems import Problem, TestCase\n"
+        "p = Problem('t', 's', 'stdin', tests=[TestCase('', '1')])\n"
+        f"code = \"import os, time\\nif os.fork() == 0:\\n    os.execv('/bin/sleep', ['{MARKER}', '60'])\\ntime.sleep(60)\"\n"
+        "judge_many([(p, code)], SandboxConfig(timeout_s=60), progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.time() + 30
+    while time.time() < deadline and not marker_processes():
+        time.sleep(0.05)
+    assert marker_processes(), "the sandboxed sleeper never started"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+    time.sleep(0.3)
+    assert marker_processes() == []
+
+
+def test_refuses_to_run_unprotected_where_isolation_is_impossible(tmp_path):
+    """Without CAP_SYS_ADMIN no namespace can be made: one clear error, exit 2."""
+    rows = tmp_path / "c.jsonl"
+    rows.write_text('{"task_id": "HumanEval/0", "completion": "```python\\nprint(1)\\n```"}\n')
+    base = [sys.executable, "-m", "selfdistill.cli", "eval", "--problems", "humaneval",
+            "--completions", str(rows), "--no-progress"]
+    drop = ["setpriv", "--bounding-set=-sys_admin", "--"]
+    r = subprocess.run(drop + base + ["--out", str(tmp_path / "a")], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("error: cannot set up the OS sandbox")
+    assert not (tmp_path / "a" / "results.json").exists()
+    r = subprocess.run(drop + base + ["--out", str(tmp_path / "b"), "--unsafe-no-isolation"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "b" / "results.json").exists()
+
+
+def test_unsafe_mode_still_applies_process_limits():
+    cfg = SandboxConfig(timeout_s=2, memory_mb=512, isolation="none")
+    assert judge(PROBLEM, HONEST, cfg).ok
+    assert judge(PROBLEM, "x = ' ' * 2**31", cfg).status == "memory"
+
+
+def test_cli_flag_reaches_config(tmp_path, capsys):
+    rows = tmp_path / "c.jsonl"
+    rows.write_text('{"task_id": "HumanEval/0", "completion": "x"}\n')
+    assert main(["eval", "--problems", "humaneval", "--completions", str(rows), "--out", str(tmp_path / "o"),
+                 "--unsafe-no-isolation", "--no-progress"]) == 0
+    import json
+
+    cfg = json.loads((tmp_path / "o" / "results.json").read_text())["config"]
+    assert cfg["sandbox"]["isolation"] == "none"
