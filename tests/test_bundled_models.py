@@ -1,0 +1,51 @@
+"""The bundled GGUF models, for real (slow: they load real weights)."""
+
+import json
+
+import pytest
+
+from selfdistill.errors import SelfdistillError
+from selfdistill.models import QWEN_SHA256, assemble_qwen, resolve_model, sha256_of
+
+pytestmark = pytest.mark.slow
+
+
+def test_qwen_parts_assemble_to_the_published_sha256(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFDISTILL_CACHE", str(tmp_path))
+    path = assemble_qwen()
+    assert path.stat().st_size > 400e6 and sha256_of(path) == QWEN_SHA256
+    with open(path, "r+b") as f:  # a corrupted cache is refused, not used
+        f.seek(1000)
+        f.write(b"\x00\x01")
+    with pytest.raises(SelfdistillError, match="does not match"):
+        resolve_model("qwen2.5-coder-0.5b")
+
+
+def test_unknown_model_is_one_clear_error():
+    with pytest.raises(SelfdistillError, match="unknown model"):
+        resolve_model("not-a-model")
+    with pytest.raises(SelfdistillError, match="no such GGUF"):
+        resolve_model("/nope/x.gguf")
+
+
+def test_gguf_model_trains_saves_and_is_evaluated(tmp_path):
+    """SmolLM2 from its GGUF: full fine-tuning, save_pretrained (the GGUF quantizer must be
+    dropped first), then `eval --model DIR` on the written directory."""
+    from selfdistill.cli import main
+
+    data = tmp_path / "s.jsonl"
+    rows = [{"prompt": [{"role": "user", "content": f"Print {i}."}], "completion": f"```python\nprint({i})\n```"}
+            for i in range(4)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["train", "--model", "smollm2-135m", "--data", str(data), "--out", str(tmp_path / "t"),
+                 "--max-steps", "2", "--global-batch-size", "2", "--per-device-batch-size", "2",
+                 "--learning-rate", "1e-5", "--min-learning-rate", "1e-6", "--no-progress"]) == 0
+    model_dir = tmp_path / "t" / "model"
+    config = json.loads((model_dir / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert main(["eval", "--model", str(model_dir), "--problems", "humaneval", "--limit", "2",
+                 "--n", "1", "--temperature", "0", "--top-k", "0", "--top-p", "1", "--min-p", "0",
+                 "--max-tokens", "32", "--seed", "0", "--out", str(tmp_path / "e"), "--no-progress"]) == 0
+    results = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert len(results["problems"]) == 2
+    assert results["config"]["generation"]["model"]["spec"] == str(model_dir)

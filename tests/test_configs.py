@@ -1,0 +1,29 @@
+"""Every shipped config is a valid, complete RunConfig (no hidden defaults to fill in)."""
+
+from pathlib import Path
+
+import pytest
+
+from selfdistill.config import build, read_yaml
+from selfdistill.pipeline import RunConfig
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_builds(path):
+    data = read_yaml(path)
+    for key in ("sample_decoding", "base_decoding", "ssd_decoding"):
+        assert set(data[key]) == {"temperature", "top_k", "top_p", "min_p", "max_tokens", "n", "seed"}
+    config = build(RunConfig, data, where=str(path))
+    assert config.sample_decoding.n == 1  # SSD samples one completion per prompt
+    config.train_config()
+
+
+def test_paper_presets_carry_the_papers_numbers():
+    config = build(RunConfig, read_yaml(Path(__file__).parents[1] / "configs/paper/qwen3-30b-a3b-instruct.yaml"))
+    train = config.train_config()
+    assert (train.learning_rate, train.min_learning_rate, train.max_steps, train.warmup_steps) == (5e-6, 1e-6, 2500, 250)
+    assert (train.global_batch_size, train.weight_decay, train.adam_beta2) == (32, 0.1, 0.95)
+    assert (config.sample_decoding.temperature, config.ssd_decoding.temperature, config.base_decoding.temperature) == (1.6, 0.9, 0.7)
+    assert config.eval_problems == "lcb:hub#v6"
