@@ -109,3 +109,38 @@ def test_environment_is_scrubbed(monkeypatch):
     monkeypatch.setenv("SELFDISTILL_TEST_SECRET", "hunter2")
     code = "import os\nprint(os.environ.get('SELFDISTILL_TEST_SECRET', 'none'))"
     assert judge(stdin_problem(("", "none")), code, CFG).ok
+
+
+def test_lcb_file_end_to_end_through_eval(write_jsonl, tmp_path):
+    """A LiveCodeBench-format file (stdin and functional, compressed private tests) scored
+    through `selfdistill eval --completions`, verdicts as the official judge gives them."""
+    import json
+
+    from selfdistill.cli import main
+
+    from .conftest import lcb_row
+
+    rows = [
+        lcb_row("s1", "Add", [("1 2", "3"), ("10 20", "30"), ("-1 1", "0")], difficulty="easy"),
+        lcb_row("f1", "Twice", [("3", "6"), ("[1]", "[1, 1]")], func_name="twice", difficulty="hard",
+                starter="class Solution:\n    def twice(self, x):\n        pass"),
+    ]
+    problems = write_jsonl("lcb.jsonl", rows)
+    fence = "```python\n{}\n```"
+    completions = [
+        {"task_id": "lcb/s1", "completion": fence.format("a, b = map(int, input().split())\nprint(a + b)")},
+        {"task_id": "lcb/s1", "completion": fence.format("a, b = map(int, input().split())\nprint(abs(a + b) if a > 0 else 1)")},
+        {"task_id": "lcb/s1", "completion": "I cannot solve this."},
+        {"task_id": "lcb/f1", "completion": fence.format("class Solution:\n    def twice(self, x):\n        return x * 2")},
+        {"task_id": "lcb/f1", "completion": fence.format("class Solution:\n    def twice(self, x):\n        return x + x if isinstance(x, int) else x")},
+    ]
+    comp = write_jsonl("c.jsonl", completions)
+    assert main(["eval", "--problems", f"lcb:{problems}", "--completions", str(comp),
+                 "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    by_id = {p["task_id"]: p for p in res["problems"]}
+    assert [s["status"] for s in by_id["lcb/s1"]["samples"]] == ["passed", "failed", "no_code"]
+    assert by_id["lcb/s1"]["samples"][1]["passed"] == 2  # the private test -1 1 catches it
+    assert [s["status"] for s in by_id["lcb/f1"]["samples"]] == ["passed", "failed"]
+    assert res["metrics"]["by_difficulty"]["easy"]["pass@1"] == pytest.approx(1 / 3)
+    assert res["metrics"]["by_difficulty"]["hard"]["pass@2"] == 1.0
