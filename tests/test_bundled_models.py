@@ -5,7 +5,8 @@ import json
 import pytest
 
 from selfdistill.errors import SelfdistillError
-from selfdistill.models import QWEN_SHA256, assemble_qwen, resolve_model, sha256_of
+from selfdistill.files import sha256_file
+from selfdistill.models import QWEN_SHA256, assemble_qwen, resolve_model
 
 pytestmark = pytest.mark.slow
 
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.slow
 def test_qwen_parts_assemble_to_the_published_sha256(tmp_path, monkeypatch):
     monkeypatch.setenv("SELFDISTILL_CACHE", str(tmp_path))
     path = assemble_qwen()
-    assert path.stat().st_size > 400e6 and sha256_of(path) == QWEN_SHA256
+    assert path.stat().st_size > 400e6 and sha256_file(path) == QWEN_SHA256
     with open(path, "r+b") as f:  # a corrupted cache is refused, not used
         f.seek(1000)
         f.write(b"\x00\x01")

@@ -41,6 +41,19 @@ def _add_flags(parser: argparse.ArgumentParser, flags: dict[str, tuple[type, str
                             default=None, help=help_)
 
 
+def _add_generation_flags(p: argparse.ArgumentParser, stage: str) -> None:
+    """Flags shared by the stages that generate: model, problems, output, decoding."""
+    p.add_argument("--config", help=f"YAML whose keys mirror the {stage} config")
+    p.add_argument("--model", help="bundled name, .gguf file, model directory or hub id")
+    p.add_argument("--problems", help="problem spec (see `selfdistill problems --help`)")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per generation batch")
+    p.add_argument("--dtype", help="model dtype (bfloat16, float32)")
+    p.add_argument("--limit", type=int, help="only the first N problems")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+    _add_flags(p, DECODING_FLAGS, "decoding")
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in ("command", "func", "config")}
 
@@ -110,32 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_problems)
 
     p = sub.add_parser("eval", help="judge responses (from a file or a model) and report pass@k")
-    p.add_argument("--config", help="YAML whose keys mirror the eval config")
-    p.add_argument("--problems", help="problem spec")
     p.add_argument("--completions", help="JSONL rows with task_id and completion")
-    p.add_argument("--model", help="bundled name, .gguf file, model directory or hub id")
-    p.add_argument("--out", help="output directory")
-    p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per generation batch")
-    p.add_argument("--dtype", help="model dtype (bfloat16, float32)")
-    p.add_argument("--limit", type=int, help="only the first N problems")
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
-    _add_flags(p, DECODING_FLAGS, "decoding")
+    _add_generation_flags(p, "eval")
     _add_flags(p, SANDBOX_FLAGS, "sandbox")
     p.add_argument("--unsafe-no-isolation", dest="sandbox.isolation", action="store_const", const="none",
                    help="run model-written programs without the OS sandbox (see SECURITY.md)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sample", help="sample SSD training data from the frozen model")
-    p.add_argument("--config", help="YAML whose keys mirror the sample config")
-    p.add_argument("--model", help="model to sample from")
-    p.add_argument("--problems", help="prompt pool spec (e.g. leetcode:train)")
-    p.add_argument("--out", help="output directory")
     p.add_argument("--filter", help="post-filter: none | paper | release")
-    p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per generation batch")
-    p.add_argument("--dtype", help="model dtype (bfloat16, float32)")
-    p.add_argument("--limit", type=int, help="only the first N problems")
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
-    _add_flags(p, DECODING_FLAGS, "decoding")
+    _add_generation_flags(p, "sample")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("train", help="plain SFT on the samples (full or LoRA)")

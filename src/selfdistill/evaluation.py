@@ -23,10 +23,11 @@ import numpy as np
 from selfdistill.config import provenance, to_dict
 from selfdistill.errors import SelfdistillError, located
 from selfdistill.execution import SandboxConfig, judge_many
+from selfdistill.files import atomic_write_text, read_jsonl
 from selfdistill.generation import DecodingConfig, make_backend
 from selfdistill.problems import Problem, ProblemSet, load_problems
 from selfdistill.prompts import TEMPLATES, extract_code
-from selfdistill.rollouts import atomic_write_text, run_rollouts
+from selfdistill.rollouts import run_rollouts
 
 K_VALUES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
@@ -96,23 +97,13 @@ def compute_metrics(problems: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def read_completions(path: Path, known: dict[str, Problem]) -> dict[str, list[dict[str, Any]]]:
-    if not path.is_file():
-        raise SelfdistillError(f"{path}: no such completions file")
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise located(path, lineno, f"malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("task_id"), str) \
-                    or not isinstance(row.get("completion"), str):
-                raise located(path, lineno, "each row needs string fields task_id and completion")
-            if row["task_id"] not in known:
-                raise located(path, lineno, f"task_id {row['task_id']!r} is not in the problem set")
-            grouped[row["task_id"]].append(row)
+    for lineno, row in read_jsonl(path, "completions"):
+        if not isinstance(row.get("task_id"), str) or not isinstance(row.get("completion"), str):
+            raise located(path, lineno, "each row needs string fields task_id and completion")
+        if row["task_id"] not in known:
+            raise located(path, lineno, f"task_id {row['task_id']!r} is not in the problem set")
+        grouped[row["task_id"]].append(row)
     if not grouped:
         raise SelfdistillError(f"{path}: no completions")
     return grouped

@@ -199,20 +199,17 @@ class _Zygote:
     def spawn(self, job: dict[str, Any], fds: list[int]) -> int:
         payload = json.dumps(job).encode()
         message = struct.pack("!I", len(payload)) + payload
-        for attempt in range(3):
-            try:
-                return self._send(message, fds)
-            except (ConnectionError, OSError) as e:
-                if attempt == 2 or not self.alive():
-                    raise SelfdistillError(f"internal judge error: the judging zygote failed ({e})") from e
-                time.sleep(0.05)
-        raise AssertionError("unreachable")
+        try:
+            return self._send(message, fds)
+        except OSError as e:
+            raise SelfdistillError(f"internal judge error: the judging zygote failed ({e})") from e
 
     def _send(self, message: bytes, fds: list[int]) -> int:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(self.path)
             sent = socket.send_fds(conn, [message[: 1 << 16]], fds)
-            conn.sendall(message[sent:])
+            if sent < len(message):  # sendall(b"") still calls send(): EPIPE once the zygote is done
+                conn.sendall(message[sent:])
             reply = b""
             while len(reply) < 4:
                 chunk = conn.recv(4 - len(reply))

@@ -572,7 +572,8 @@ def serve(listen_fd):
         conn, _ = listener.accept()
         try:
             job, fds = _receive(conn)
-        except (OSError, EOFError, ValueError):
+        except (OSError, EOFError, ValueError) as e:
+            print(f"zygote: bad job message: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             conn.close()
             continue
         pid = os.fork()

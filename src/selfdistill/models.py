@@ -13,7 +13,6 @@ GGUF weights are dequantised on load; training then runs on the dense weights.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from selfdistill.errors import SelfdistillError
+from selfdistill.files import sha256_file
 
 QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 SMOLLM_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -52,16 +52,8 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _verified(path: Path, expected: str) -> Path:
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise SelfdistillError(f"{path}: sha256 {actual} does not match the expected {expected}")
     return path
@@ -116,7 +108,7 @@ def resolve_model(spec: str) -> ModelRef:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise SelfdistillError(f"{path}: no such GGUF file")
-        return ModelRef(spec, str(path.parent), path.name, sha256_of(path))
+        return ModelRef(spec, str(path.parent), path.name, sha256_file(path))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise SelfdistillError(f"{path}: not a Hugging Face model directory (no config.json)")

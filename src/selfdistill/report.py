@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from selfdistill.evaluation import pass_at_k
-from selfdistill.rollouts import atomic_write_text
+from selfdistill.files import atomic_write_text
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int, seed: int) -> tuple[float, float, float]:

@@ -18,18 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from selfdistill.errors import SelfdistillError
+from selfdistill.files import atomic_write_text
 from selfdistill.generation import DecodingConfig, GenerationBackend, batch_seed
 from selfdistill.problems import Problem
 from selfdistill.prompts import prompt_messages
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:

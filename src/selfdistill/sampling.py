@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from selfdistill.config import provenance, to_dict
+from selfdistill.files import atomic_write_text
 from selfdistill.generation import DecodingConfig, make_backend
 from selfdistill.problems import load_problems
 from selfdistill.prompts import TEMPLATES, extract_code
-from selfdistill.rollouts import atomic_write_text, run_rollouts
+from selfdistill.rollouts import run_rollouts
 
 FILTERS = ("none", "paper", "release")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from selfdistill.config import provenance, to_dict
 from selfdistill.errors import SelfdistillError, located
-from selfdistill.rollouts import atomic_write_text
+from selfdistill.files import atomic_write_text, read_jsonl
 
 # The paper's fine-tuning numbers (RECIPE.md). A preset fills keys the user did not set.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -84,21 +84,12 @@ def with_preset(data: dict[str, Any]) -> dict[str, Any]:
 
 def load_sft_rows(path: Path) -> list[dict[str, Any]]:
     """prompt/completion conversations from a samples.jsonl."""
-    if not path.is_file():
-        raise SelfdistillError(f"{path}: no such samples file")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                prompt, completion = row["prompt"], row["completion"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise located(path, lineno, "expected a JSON row with prompt and completion") from None
-            if not isinstance(prompt, list) or not isinstance(completion, str):
-                raise located(path, lineno, "prompt must be chat messages, completion a string")
-            rows.append({"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]})
+    for lineno, row in read_jsonl(path, "samples"):
+        prompt, completion = row.get("prompt"), row.get("completion")
+        if not isinstance(prompt, list) or not isinstance(completion, str):
+            raise located(path, lineno, "each row needs prompt (chat messages) and completion (a string)")
+        rows.append({"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]})
     if not rows:
         raise SelfdistillError(f"{path}: no training rows")
     return rows
