@@ -65,3 +65,18 @@ def test_presets_fill_only_unset_keys():
 
     data = with_preset({"preset": "paper-thinking", "max_steps": 7})
     assert data["max_steps"] == 7 and data["warmup_steps"] == 50 and data["learning_rate"] == 5e-6
+
+
+def test_rerun_resumes_from_the_last_checkpoint(tmp_path, tiny_model_dir):
+    train(config(tmp_path, tiny_model_dir, max_steps=2, save_steps=1))
+    first = json.loads((tmp_path / "t" / "loss.json").read_text())
+    assert (tmp_path / "t" / "checkpoints" / "checkpoint-2").is_dir()
+    # different data for the rerun: redone steps 1-2 would show different losses
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"prompt": [{"role": "user", "content": "x"}],
+                                         "completion": "y" * (i + 1)}) + "\n" for i in range(8)))
+    result = train(config(tmp_path, tiny_model_dir, max_steps=4, save_steps=1, data=str(other)))
+    history = json.loads((tmp_path / "t" / "loss.json").read_text())
+    assert result["steps"] == 4
+    assert [h["step"] for h in history] == [1, 2, 3, 4]
+    assert history[:2] == first  # restored from the checkpoint, not recomputed
