@@ -118,11 +118,7 @@ def build_job(problem: Problem, code: str, config: SandboxConfig) -> dict[str, A
 def count_tests(problem: Problem) -> int:
     if problem.tests:
         return len(problem.tests)
-    if problem.kind == "humaneval" or not problem.test_code:
-        return 1
-    marker = "__selfdistill_cases__ = "
-    start = problem.test_code.rindex(marker) + len(marker)
-    return len(eval(problem.test_code[start:], {}))  # a repr'd list of literals we wrote
+    return problem.metadata.get("test_cases", 1)  # leetcode: its cases; HumanEval: one check()
 
 
 SANDBOX_UID_BASE = 100_000  # sandbox uid = this + the sandbox's host pid (unique while alive)

