@@ -35,6 +35,13 @@ def test_run_produces_report_and_skips_finished_stages(tmp_path, tiny_model_dir,
     assert main(["run", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.count("[skip]") == 4
+    # a finished stage is never reused under other settings
+    cfg["ssd_decoding"]["temperature"] = 0.9
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "ssd_eval was made with other settings (decoding)" in err
+    assert yaml.safe_load((run / "config.resolved.yaml").read_text())["ssd_decoding"]["temperature"] == 0.7
 
 
 def test_trained_model_is_accepted_by_sample(tmp_path, tiny_model_dir):

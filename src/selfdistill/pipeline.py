@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from selfdistill.config import build, provenance, to_dict
+from selfdistill.errors import SelfdistillError
 from selfdistill.evaluation import EvalConfig, evaluate, format_table
 from selfdistill.execution import SandboxConfig
 from selfdistill.files import atomic_write_text
@@ -65,6 +66,37 @@ class RunConfig:
         return build(TrainConfig, data, where="training")
 
 
+def _stage_settings(config: RunConfig) -> dict[Path, dict[str, Any]]:
+    """For each stage, its record file and the settings it must have been run with."""
+    root = Path(config.out)
+    train_config = config.train_config()
+    evals = {"problems": config.eval_problems, "limit": config.eval_limit, "backend": config.backend}
+    return {
+        root / "base_eval" / "results.json": {**evals, "model": config.model,
+                                              "decoding": to_dict(config.base_decoding)},
+        root / "sample" / "summary.json": {"model": config.model, "problems": config.train_problems,
+                                           "limit": config.train_limit, "filter": config.sample_filter,
+                                           "decoding": to_dict(config.sample_decoding)},
+        root / "train" / "train_config.json": {k: v for k, v in to_dict(train_config).items() if k != "progress"},
+        root / "ssd_eval" / "results.json": {**evals, "model": str(root / "train" / "model"),
+                                             "decoding": to_dict(config.ssd_decoding)},
+    }
+
+
+def check_finished_stages(config: RunConfig) -> None:
+    """A rerun may skip a finished stage only if it was run with the same settings."""
+    for record, expected in _stage_settings(config).items():
+        if not record.exists():
+            continue
+        stored = json.loads(record.read_text())["config"] if record.name != "train_config.json" \
+            else json.loads(record.read_text())
+        changed = sorted(k for k, v in expected.items() if stored.get(k) != v)
+        if changed:
+            raise SelfdistillError(
+                f"{record.parent} was made with other settings ({', '.join(changed)}); "
+                "use a new run directory or remove that stage's directory")
+
+
 def _eval(config: RunConfig, model: str, decoding: DecodingConfig, out: Path) -> dict[str, Any]:
     if (out / "results.json").exists():
         print(f"[skip] {out}/results.json exists")
@@ -81,6 +113,7 @@ def _eval(config: RunConfig, model: str, decoding: DecodingConfig, out: Path) ->
 def run(config: RunConfig) -> Path:
     """The `run` stage's entry point; returns the path of report.md."""
     root = Path(config.out)
+    check_finished_stages(config)
     root.mkdir(parents=True, exist_ok=True)
     resolved = {**to_dict(config), "training_resolved": to_dict(config.train_config())}
     atomic_write_text(root / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))

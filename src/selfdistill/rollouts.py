@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from selfdistill.errors import SelfdistillError
+from selfdistill.errors import SelfdistillError, located
 from selfdistill.files import atomic_write_text
 from selfdistill.generation import DecodingConfig, GenerationBackend, batch_seed
 from selfdistill.problems import Problem
@@ -29,10 +29,13 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return rows
     with open(path, encoding="utf-8") as f:
-        for line in f:
+        for lineno, line in enumerate(f, 1):
             if not line.endswith("\n"):
                 break  # torn write from a killed process
-            rows.append(json.loads(line))
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise located(path, lineno, "corrupt row (not written by selfdistill?)") from None
     return rows
 
 
