@@ -158,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from selfdistill.config import git_revision
+
     args = build_parser().parse_args(argv)
+    git_revision()  # pin the code revision this run records, before any long work
     try:
         args.func(args)
     except SelfdistillError as e:

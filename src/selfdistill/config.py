@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import platform
 import subprocess
 import sys
@@ -99,7 +100,10 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+@functools.cache
 def git_revision() -> str | None:
+    """The revision of the code this process runs: read once (the CLI reads it at start),
+    so committing while a long run is going does not change what its artifacts record."""
     try:
         root = Path(__file__).resolve().parents[2]
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
