@@ -146,14 +146,9 @@ def _rlimits(config: SandboxConfig) -> dict[str, int]:
     return limits
 
 
-def _child_env(scratch: str) -> dict[str, str]:
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "HOME": scratch,
-        "TMPDIR": scratch,
-        "OMP_NUM_THREADS": "1",
-    }
+# The zygote's (and so every program's) whole environment: nothing inherited from ours.
+_ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp",
+               "TMPDIR": "/tmp", "OMP_NUM_THREADS": "1"}
 
 
 def judge(problem: Problem, code: str | None, config: SandboxConfig) -> ExecutionResult:
@@ -186,7 +181,7 @@ class _Zygote:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", str(CHILD), "--serve", str(listener.fileno())],
                 stdin=subprocess.PIPE, stderr=log, pass_fds=(listener.fileno(),), cwd="/",
-                env=_child_env("/tmp"), start_new_session=True,
+                env=_ZYGOTE_ENV, start_new_session=True,
             )
         listener.close()
 
