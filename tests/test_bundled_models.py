@@ -50,3 +50,28 @@ def test_gguf_model_trains_saves_and_is_evaluated(tmp_path):
     results = json.loads((tmp_path / "e" / "results.json").read_text())
     assert len(results["problems"]) == 2
     assert results["config"]["generation"]["model"]["spec"] == str(model_dir)
+
+
+def test_materialised_gguf_is_the_same_model_and_is_checked(tmp_path, monkeypatch):
+    """vLLM cannot read GGUF: the bundled model is saved once as safetensors; the copy gives
+    the GGUF's logits exactly, and a tampered copy is refused."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from selfdistill.models import MANIFEST, load_model, materialize_hf
+
+    monkeypatch.setenv("SELFDISTILL_CACHE", str(tmp_path))
+    ref = resolve_model("smollm2-135m")
+    path = materialize_hf(ref)
+    assert path.parent == tmp_path / "hf" and (path / MANIFEST).is_file()
+    assert materialize_hf(ref) == path  # cached: the second call verifies and reuses
+    ids = torch.tensor([[1, 42, 314, 2718]])
+    with torch.inference_mode():
+        a = load_model(ref, "float32")(ids).logits
+        b = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)(ids).logits
+    assert torch.equal(a, b)
+    with open(path / "model.safetensors", "r+b") as f:
+        f.seek(4096)
+        f.write(b"\xff\xfe")
+    with pytest.raises(SelfdistillError, match="does not match"):
+        materialize_hf(ref)

@@ -31,7 +31,15 @@ def test_run_produces_report_and_skips_finished_stages(tmp_path, tiny_model_dir,
     assert resolved["training_resolved"]["weight_decay"] == 0.1
     ssd = json.loads((run / "ssd_eval" / "results.json").read_text())
     assert ssd["config"]["model"].endswith("train/model")
+    # what really ran is recorded: the sampler transformers built and the resolved dtype
+    assert ssd["config"]["effective_sampler"]["transforms"] == [
+        {"name": "temperature", "value": 0.7}, {"name": "top_k", "value": 20}, {"name": "top_p", "value": 0.9}]
+    assert ssd["config"]["generation"]["dtype"] in ("float32", "bfloat16")
+    assert ssd["config"]["generation"]["dtype_reason"].startswith("auto")
+    assert ssd["config"]["provenance"]["cpu"]
     capsys.readouterr()
+    cfg["engine"] = {"dtype": "auto", "concurrency": 3}  # how fast, not what: stages are reused
+    path.write_text(yaml.safe_dump(cfg))
     assert main(["run", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.count("[skip]") == 4

@@ -4,10 +4,11 @@
     selfdistill eval  [--config YAML] --problems SPEC (--completions FILE | --model M ...) --out DIR
     selfdistill sample [--config YAML] --model M --problems SPEC ... --out DIR
     selfdistill train  [--config YAML] --model M --data DIR/samples.jsonl --out DIR
+    selfdistill merge  SHARD_DIR... --out DIR
     selfdistill run    CONFIG.yaml
 
-Every flag overrides the YAML key of the same name (decoding and sandbox flags land in
-the `decoding:` and `sandbox:` sections). Bad input prints one `error:` line, exits 2.
+Every flag overrides the YAML key of the same name (decoding, engine and sandbox flags land
+in the `decoding:`, `engine:` and `sandbox:` sections). Bad input prints one `error:` line, exits 2.
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ DECODING_FLAGS = {
     "max_tokens": (int, "maximum new tokens"),
     "n": (int, "responses per problem"),
     "seed": (int, "base seed"),
+}
+ENGINE_FLAGS = {
+    "backend": (str, "generation engine: transformers | vllm | openai"),
+    "dtype": (str, "auto (bf16 where the hardware has it natively, else fp32) | bfloat16 | float32"),
+    "base_url": (str, "openai: server URL, e.g. http://127.0.0.1:8000/v1"),
+    "api_key_env": (str, "openai: environment variable holding the API key"),
+    "endpoint": (str, "openai: chat | completions"),
+    "tokenizer": (str, "openai completions: local model whose chat template renders prompts"),
+    "concurrency": (int, "openai: requests in flight"),
+    "max_retries": (int, "openai: retries with backoff on 429/5xx/timeouts"),
+    "request_timeout_s": (float, "openai: per-request timeout in seconds"),
+    "tensor_parallel_size": (int, "vllm: GPUs per model"),
+    "max_model_len": (int, "vllm: context length (prompt + response)"),
+    "gpu_memory_utilization": (float, "vllm on GPU: share of GPU memory"),
 }
 SANDBOX_FLAGS = {
     "timeout_s": (int, "per-test time limit in seconds"),
@@ -48,10 +63,11 @@ def _add_generation_flags(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--problems", help="problem spec (see `selfdistill problems --help`)")
     p.add_argument("--out", help="output directory")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per generation batch")
-    p.add_argument("--dtype", help="model dtype (bfloat16, float32)")
     p.add_argument("--limit", type=int, help="only the first N problems")
+    p.add_argument("--shard", help="i/N: only this shard's batches (join with `selfdistill merge`)")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
     _add_flags(p, DECODING_FLAGS, "decoding")
+    _add_flags(p, ENGINE_FLAGS, "engine")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,6 +123,15 @@ def cmd_train(args: argparse.Namespace) -> None:
           f"model: {result['model_dir']}")
 
 
+def cmd_merge(args: argparse.Namespace) -> None:
+    from selfdistill.evaluation import format_table
+    from selfdistill.merge import MergeConfig, merge
+    from selfdistill.sampling import format_summary
+
+    result = merge(MergeConfig(shards=args.shards, out=args.out))
+    print(format_summary(result) if "generated" in result else format_table(result, title=args.out))
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from selfdistill.pipeline import RunConfig, run
 
@@ -148,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=tp)
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("merge", help="join the shards of a sharded sample or eval")
+    p.add_argument("shards", nargs="+", help="the shards' output directories")
+    p.add_argument("--out", required=True, help="merged output directory")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("run", help="the whole SSD loop from one YAML config")
     p.add_argument("config", help="run config YAML (see configs/)")

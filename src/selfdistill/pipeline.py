@@ -24,7 +24,7 @@ from selfdistill.errors import SelfdistillError
 from selfdistill.evaluation import EvalConfig, evaluate, format_table
 from selfdistill.execution import SandboxConfig
 from selfdistill.files import atomic_write_text
-from selfdistill.generation import DecodingConfig
+from selfdistill.generation import DecodingConfig, EngineConfig
 from selfdistill.report import write_report
 from selfdistill.sampling import SampleConfig, format_summary, sample
 from selfdistill.training import TrainConfig, train, with_preset
@@ -46,8 +46,8 @@ class RunConfig:
     eval_limit: int | None = field(default=None, metadata={"help": "first N benchmark problems"})
     sample_filter: str = field(default="none", metadata={"help": "none | paper | release"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generation batch"})
-    dtype: str = field(default="bfloat16", metadata={"help": "generation dtype"})
-    backend: str = field(default="transformers", metadata={"help": "generation backend"})
+    engine: EngineConfig = field(default_factory=EngineConfig, metadata={
+        "help": "generation engine of every sampling stage (backend, dtype, server)"})
     sandbox: SandboxConfig = field(default_factory=SandboxConfig, metadata={"help": "judge limits"})
     bootstrap_samples: int = field(default=2000, metadata={"help": "paired bootstrap resamples"})
     bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
@@ -70,17 +70,27 @@ def _stage_settings(config: RunConfig) -> dict[Path, dict[str, Any]]:
     """For each stage, its record file and the settings it must have been run with."""
     root = Path(config.out)
     train_config = config.train_config()
-    evals = {"problems": config.eval_problems, "limit": config.eval_limit, "backend": config.backend}
+    evals = {"problems": config.eval_problems, "limit": config.eval_limit,
+             "engine": config.engine.output_settings()}
     return {
         root / "base_eval" / "results.json": {**evals, "model": config.model,
                                               "decoding": to_dict(config.base_decoding)},
         root / "sample" / "summary.json": {"model": config.model, "problems": config.train_problems,
                                            "limit": config.train_limit, "filter": config.sample_filter,
+                                           "engine": config.engine.output_settings(),
                                            "decoding": to_dict(config.sample_decoding)},
         root / "train" / "train_config.json": {k: v for k, v in to_dict(train_config).items() if k != "progress"},
         root / "ssd_eval" / "results.json": {**evals, "model": str(root / "train" / "model"),
                                              "decoding": to_dict(config.ssd_decoding)},
     }
+
+
+def _same(stored: Any, expected: Any) -> bool:
+    """Equal, where a mapping is compared on the expected keys (a stage records its whole
+    engine config; only the settings that change outputs must match)."""
+    if isinstance(expected, dict) and isinstance(stored, dict):
+        return all(_same(stored.get(k), v) for k, v in expected.items())
+    return stored == expected
 
 
 def check_finished_stages(config: RunConfig) -> None:
@@ -90,7 +100,7 @@ def check_finished_stages(config: RunConfig) -> None:
             continue
         stored = json.loads(record.read_text())["config"] if record.name != "train_config.json" \
             else json.loads(record.read_text())
-        changed = sorted(k for k, v in expected.items() if stored.get(k) != v)
+        changed = sorted(k for k, v in expected.items() if not _same(stored.get(k), v))
         if changed:
             raise SelfdistillError(
                 f"{record.parent} was made with other settings ({', '.join(changed)}); "
@@ -102,7 +112,7 @@ def _eval(config: RunConfig, model: str, decoding: DecodingConfig, out: Path) ->
         print(f"[skip] {out}/results.json exists")
     else:
         evaluate(EvalConfig(problems=config.eval_problems, out=str(out), model=model,
-                            decoding=decoding, backend=config.backend, dtype=config.dtype,
+                            decoding=decoding, engine=config.engine,
                             batch_size=config.batch_size, limit=config.eval_limit,
                             sandbox=config.sandbox, progress=config.progress))
     results = json.loads((out / "results.json").read_text())
@@ -126,7 +136,7 @@ def run(config: RunConfig) -> Path:
     else:
         sample(SampleConfig(model=config.model, problems=config.train_problems, out=str(sample_dir),
                             decoding=config.sample_decoding, filter=config.sample_filter,
-                            backend=config.backend, dtype=config.dtype, batch_size=config.batch_size,
+                            engine=config.engine, batch_size=config.batch_size,
                             limit=config.train_limit, progress=config.progress))
     data_summary = json.loads((sample_dir / "summary.json").read_text())["summary"]
     print(format_summary(data_summary))

@@ -72,3 +72,11 @@ def extract_code(response: str) -> str | None:
         return None
     code = "\n".join(lines[fences[-2] + 1 : fences[-1]])
     return code if code.strip() else None
+
+
+def render_chat(tokenizer, messages: list[dict[str, str]], completion: str | None = None) -> str:
+    """The one rendering of chat messages through a model's chat template, shared by every
+    local engine and by teacher-forcing: the prompt with the generation prompt appended,
+    followed by `completion` when one is given."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return text if completion is None else text + completion

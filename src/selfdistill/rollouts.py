@@ -1,8 +1,10 @@
 """Resumable, crash-safe generation of responses into an append-only JSONL file.
 
 Used by `sample` (SSD data) and `eval --model`. The plan is fixed up front: item i is
-(problem i // n, sample i % n) and lands in batch i // batch_size. After every batch its
-rows are appended, flushed and fsynced. On restart, rows of complete batches are kept, a
+(problem i // n, sample i % n), has seed item_seed(seed, i) and lands in batch
+i // batch_size. With a shard i/N a process generates only the batches b with b % N == i,
+so N shards together hold exactly the unsharded run's rows (`selfdistill merge` checks and
+joins them). After every batch its rows are appended, flushed and fsynced. On restart, rows of complete batches are kept, a
 torn last line or a partly written batch is dropped, and generation continues at the
 first missing batch with that batch's own seed, so the file ends up identical to the one
 an uninterrupted run writes. A sidecar `<file>.meta.json` pins the settings: resuming
@@ -19,9 +21,15 @@ from typing import Any
 
 from selfdistill.errors import SelfdistillError, located
 from selfdistill.files import atomic_write_text
-from selfdistill.generation import DecodingConfig, GenerationBackend, batch_seed
+from selfdistill.generation import (
+    DecodingConfig,
+    EngineConfig,
+    GenerationBackend,
+    item_seed,
+    make_backend,
+)
 from selfdistill.problems import Problem
-from selfdistill.prompts import prompt_messages
+from selfdistill.prompts import TEMPLATES, prompt_messages
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
@@ -53,6 +61,19 @@ def _check_meta(path: Path, meta: dict[str, Any]) -> None:
         atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
 
 
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'i/N' -> (i, N); None -> (0, 1)."""
+    if text is None:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SelfdistillError(f"shard {text!r}: expected i/N, e.g. 0/2") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise SelfdistillError(f"shard {text!r}: need 0 <= i < N")
+    return i, n
+
+
 def run_rollouts(
     backend: GenerationBackend,
     problems: list[Problem],
@@ -61,39 +82,46 @@ def run_rollouts(
     path: Path,
     meta: dict[str, Any],
     progress: bool = True,
+    shard: tuple[int, int] = (0, 1),
 ) -> list[dict[str, Any]]:
-    """Generate decoding.n responses per problem into `path`; return all rows in plan order."""
+    """Generate decoding.n responses per problem (this shard's batches) into `path`;
+    return this shard's rows in plan order."""
     from tqdm.auto import tqdm
 
     plan = [(p, s) for p in problems for s in range(decoding.n)]
     n_batches = (len(plan) + batch_size - 1) // batch_size
+    mine = [b for b in range(n_batches) if b % shard[1] == shard[0]]
     _check_meta(path, meta | {"batch_size": batch_size, "items": len(plan)})
     rows = _read_rows(path)
     counts: dict[int, int] = {}
     for r in rows:
         counts[r["batch"]] = counts.get(r["batch"], 0) + 1
-    expected = {b: len(plan[b * batch_size : (b + 1) * batch_size]) for b in range(n_batches)}
+    expected = {b: len(plan[b * batch_size : (b + 1) * batch_size]) for b in mine}
     done = {b for b, c in counts.items() if c == expected.get(b)}
     kept = [r for r in rows if r["batch"] in done]
     if path.exists():  # drops a torn line and partial batches in one atomic rewrite
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
-    bar = tqdm(total=len(plan), initial=len(kept), desc="generating", unit="resp", disable=not progress)
+    total = sum(expected.values())
+    bar = tqdm(total=total, initial=len(kept), desc="generating", unit="resp", disable=not progress)
+    sampler = backend.effective_sampler(decoding)
     with open(path, "a", encoding="utf-8") as out:
-        for b in range(n_batches):
+        for b in mine:
             if b in done:
                 continue
-            items = plan[b * batch_size : (b + 1) * batch_size]
+            first = b * batch_size
+            items = plan[first : first + batch_size]
             messages = [prompt_messages(p) for p, _ in items]
-            seed = batch_seed(decoding.seed, b)
-            gens = backend.generate(messages, decoding, seed)
+            seeds = [item_seed(decoding.seed, first + j) for j in range(len(items))]
+            gens = backend.generate(messages, decoding, seeds)
             new = []
-            for (problem, s), msgs, g in zip(items, messages, gens):
+            for (problem, s), msgs, seed, g in zip(items, messages, seeds, gens):
                 new.append({
                     "task_id": problem.task_id,
                     "sample_index": s,
                     "batch": b,
                     "seed": seed,
                     "decoding": asdict(decoding),
+                    "sampler": sampler,
                     "prompt": msgs,
                     "completion": g.text,
                     "finish_reason": g.finish_reason,
@@ -108,3 +136,30 @@ def run_rollouts(
     bar.close()
     order = {(p.task_id, s): i for i, (p, s) in enumerate(plan)}
     return sorted(kept, key=lambda r: order[(r["task_id"], r["sample_index"])])
+
+
+def generate(
+    model: str,
+    engine: EngineConfig,
+    problems: list[Problem],
+    source: dict[str, Any],
+    decoding: DecodingConfig,
+    batch_size: int,
+    path: Path,
+    progress: bool,
+    shard: str | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Open the engine, generate this shard's rows into `path`, close the engine; return
+    the rows and the provenance of what generated them (engine, effective sampler,
+    templates). `source` names the problems (spec and limit) in the pinned settings."""
+    backend = make_backend(model, engine)
+    try:
+        described = backend.describe()
+        sampler = backend.effective_sampler(decoding)
+        meta = {"model": model, **source, "decoding": asdict(decoding), "engine": engine.output_settings(),
+                "dtype_resolved": described.get("dtype"), "shard": shard}
+        rows = run_rollouts(backend, problems, decoding, batch_size, path, meta, progress,
+                            parse_shard(shard))
+    finally:
+        backend.close()
+    return rows, {"generation": described, "effective_sampler": sampler, "templates": TEMPLATES}

