@@ -103,3 +103,11 @@ def test_seeded_requests_longer_than_one_prefill_chunk(engine):
     gens = engine.generate([long] * 8, dec(1.0, 20, 0.9, 0.0, max_tokens=4), list(range(8)))
     assert sum(g.prompt_tokens for g in gens) > 4096 and all(g.completion_tokens for g in gens)
     assert engine.llm_kwargs["enable_chunked_prefill"] is False
+
+
+def test_a_prompt_beyond_the_context_is_one_clear_error(engine):
+    from selfdistill.errors import SelfdistillError
+
+    long = [{"role": "user", "content": "word " * 2100}]
+    with pytest.raises(SelfdistillError, match="raise --max-model-len"):
+        engine.generate([long], dec(0.0, 0, 1.0, 0.0, max_tokens=8), [0])

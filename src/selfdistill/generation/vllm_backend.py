@@ -173,6 +173,12 @@ class VLLMBackend:
         self.effective_sampler(decoding)
         inputs = [TokensPrompt(prompt_token_ids=self.tokenizer(
             render_chat(self.tokenizer, m), add_special_tokens=False)["input_ids"]) for m in prompts]
+        limit = self.llm.llm_engine.model_config.max_model_len
+        longest = max(len(i["prompt_token_ids"]) for i in inputs)
+        if longest + decoding.max_tokens > limit:
+            raise SelfdistillError(
+                f"a prompt of {longest} tokens plus max_tokens {decoding.max_tokens} exceeds vLLM's "
+                f"context of {limit} tokens; raise --max-model-len")
         params = [self.sampling_params(decoding, s) for s in seeds]
         outputs = self.llm.generate(inputs, sampling_params=params, use_tqdm=False)
         results = []
