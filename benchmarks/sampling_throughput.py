@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from docs_block import write_block
+
 HERE = Path(__file__).parent
 ENGINES = ("plain-generate", "transformers", "vllm")
 
@@ -132,7 +134,6 @@ def main() -> None:
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "sampling_throughput.json").write_text(json.dumps(meta, indent=1))
     lines = [
-        "<!-- sampling-throughput:start -->",
         f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores, {dtype}: {why}) by "
         f"`.venv/bin/python benchmarks/sampling_throughput.py --model {args.model} --prompts "
         f"{args.prompts} --max-tokens {args.max_tokens} --batch-size {args.batch_size} "
@@ -147,17 +148,7 @@ def main() -> None:
         ratio = f"**{rate / base_rate:.2f}x**" if base_rate else "n/a"
         lines.append(f"| {r['engine']} | {r['startup_s']:.0f} | {r['generate_s']:.0f} | {r['tokens']} | "
                      f"{rate:.1f} | {ratio} | {total:.1f} |")
-    lines.append("<!-- sampling-throughput:end -->")
-    block = "\n".join(lines)
-    out = Path(args.out)
-    text = out.read_text()
-    start, end = "<!-- sampling-throughput:start -->", "<!-- sampling-throughput:end -->"
-    if start in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text += "\n## Sampling throughput\n\n" + block + "\n"
-    out.write_text(text)
-    print(block)
+    print(write_block(Path(args.out), "sampling-throughput", "Sampling throughput", lines))
 
 
 if __name__ == "__main__":
