@@ -176,8 +176,8 @@ def materialize_hf(ref: ModelRef) -> Path:
         for name, digest in manifest["files"].items():
             _verified(target / name, digest)
         return target
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".partial-"))
     tokenizer = load_tokenizer(ref)
     model = load_model(ref, "float32")
     model.save_pretrained(tmp, safe_serialization=True)
@@ -185,6 +185,9 @@ def materialize_hf(ref: ModelRef) -> Path:
     files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
     manifest = {"source": ref.describe(), "dtype": "float32", "files": files}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    shutil.rmtree(target, ignore_errors=True)  # a copy without manifest is unfinished
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process finished first: its copy stands
+        shutil.rmtree(tmp, ignore_errors=True)
     return target

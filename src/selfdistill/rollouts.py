@@ -2,14 +2,14 @@
 
 Used by `sample` (SSD data) and `eval --model`. The plan is fixed up front: item i is
 (problem i // n, sample i % n), has seed item_seed(seed, i) and lands in batch
-i // batch_size. With a shard i/N a process generates only the batches b with b % N == i,
-so N shards together hold exactly the unsharded run's rows (`selfdistill merge` checks and
-joins them). After every batch its rows are appended, flushed and fsynced. On restart, rows of complete batches are kept, a
-torn last line or a partly written batch is dropped, and generation continues at the
-first missing batch with that batch's own seed, so the file ends up identical to the one
-an uninterrupted run writes. A sidecar `<file>.meta.json` pins the settings: resuming
-with different ones is refused rather than mixing two distributions in one file.
-"""
+i // batch_size. With a shard i/N a process generates only the batches b with
+b % N == i, so N shards together hold exactly the unsharded run's rows (`selfdistill
+merge` checks and joins them). After every batch its rows are appended, flushed and
+fsynced. On restart, rows of complete batches are kept, a torn last line or a partly
+written batch is dropped, and generation continues at the first missing batch with its
+items' own seeds, so the file ends up identical to the one an uninterrupted run writes.
+A sidecar `<file>.meta.json` pins the settings: resuming with different ones is refused
+rather than mixing two distributions in one file."""
 
 from __future__ import annotations
 

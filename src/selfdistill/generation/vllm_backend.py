@@ -74,6 +74,7 @@ class VLLMBackend:
             kwargs.update(max_model_len=length, enable_chunked_prefill=False,
                           max_num_batched_tokens=length)
         self.llm_kwargs = kwargs
+        self._torch_threads = torch.get_num_threads()  # vLLM may lower it for serving
         self.llm = vllm.LLM(**kwargs)
         self.eos_ids = sorted({i for i in (self.tokenizer.eos_token_id,
                                            *self._generation_eos()) if i is not None})
@@ -192,4 +193,16 @@ class VLLMBackend:
         return results
 
     def close(self) -> None:
+        """Free the engine (its KV cache) and give torch back its threads, so that a stage
+        that follows in this process (training, judging) runs as it would have."""
+        import gc
+
+        import torch
+
         del self.llm
+        gc.collect()
+        if torch.get_num_threads() != self._torch_threads:
+            try:
+                torch.set_num_threads(self._torch_threads)
+            except RuntimeError:
+                pass
