@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 TRANSFORM_ORDER = ("temperature", "top_k", "top_p", "min_p")
@@ -165,5 +165,9 @@ def make_backend(model: str, engine: EngineConfig) -> GenerationBackend:
     return getattr(importlib.import_module(module), cls).from_spec(model, engine)
 
 
-def decoding_record(decoding: DecodingConfig) -> dict[str, Any]:
-    return asdict(decoding)
+def stop_token_ids(tokenizer: Any, generation_eos: int | list[int] | None) -> list[int]:
+    """The ids that end a response: the tokenizer's EOS and the model's generation-config
+    EOS (Qwen's <|im_end|> and <|endoftext|>). Stop tokens, not sampling defaults."""
+    ids = {tokenizer.eos_token_id}
+    ids.update([generation_eos] if isinstance(generation_eos, int) else (generation_eos or []))
+    return sorted(i for i in ids if i is not None)

@@ -14,7 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from selfdistill.errors import SelfdistillError
-from selfdistill.generation import DecodingConfig, EngineConfig, Generation, resolve_dtype
+from selfdistill.generation import (
+    DecodingConfig,
+    EngineConfig,
+    Generation,
+    resolve_dtype,
+    stop_token_ids,
+)
 from selfdistill.models import ModelRef, load_model, load_tokenizer, resolve_model
 
 # transformers' warper class -> our transform name and the attribute holding its value
@@ -36,7 +42,7 @@ class TransformersBackend:
         self.dtype, self.dtype_reason = resolve_dtype(dtype)
         self.tokenizer = load_tokenizer(ref)
         self.model = load_model(ref, self.dtype).eval()
-        self.eos_ids = self._eos_ids()
+        self.eos_ids = stop_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
         shipped = self.model.generation_config.to_diff_dict()
         self.ignored_model_defaults = {k: v for k, v in shipped.items()
                                        if k not in ("transformers_version", "_from_model_config")}
@@ -46,16 +52,6 @@ class TransformersBackend:
     @classmethod
     def from_spec(cls, spec: str, engine: EngineConfig) -> TransformersBackend:
         return cls(resolve_model(spec), engine.dtype)
-
-    def _eos_ids(self) -> list[int]:
-        ids = set()
-        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
-        for value in (gen_eos, self.tokenizer.eos_token_id):
-            if isinstance(value, int):
-                ids.add(value)
-            elif value:
-                ids.update(value)
-        return sorted(ids)
 
     def describe(self) -> dict[str, Any]:
         import torch

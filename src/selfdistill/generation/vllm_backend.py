@@ -16,11 +16,19 @@ user set VLLM_CPU_OMP_THREADS_BIND / VLLM_CPU_KVCACHE_SPACE.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from selfdistill.errors import SelfdistillError
-from selfdistill.generation import DecodingConfig, EngineConfig, Generation, resolve_dtype
+from selfdistill.generation import (
+    DecodingConfig,
+    EngineConfig,
+    Generation,
+    resolve_dtype,
+    stop_token_ids,
+)
 from selfdistill.models import ModelRef, load_tokenizer, materialize_hf, resolve_model
 
 
@@ -76,31 +84,18 @@ class VLLMBackend:
         self.llm_kwargs = kwargs
         self._torch_threads = torch.get_num_threads()  # vLLM may lower it for serving
         self.llm = vllm.LLM(**kwargs)
-        self.eos_ids = sorted({i for i in (self.tokenizer.eos_token_id,
-                                           *self._generation_eos()) if i is not None})
+        self.eos_ids = stop_token_ids(self.tokenizer, self._hf_json("generation_config.json").get("eos_token_id"))
 
     @classmethod
     def from_spec(cls, spec: str, engine: EngineConfig) -> VLLMBackend:
         return cls(resolve_model(spec), engine)
 
+    def _hf_json(self, name: str) -> dict[str, Any]:
+        path = Path(self.hf_dir) / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
     def _model_max_len(self) -> int:
-        import json
-        from pathlib import Path
-
-        config = json.loads((Path(self.hf_dir) / "config.json").read_text())
-        return int(config.get("max_position_embeddings") or 4096)
-
-    def _generation_eos(self) -> list[int]:
-        """End-of-turn ids from the model's generation config (Qwen's <|im_end|> and
-        <|endoftext|>): stop tokens, not sampling defaults, so they are honoured."""
-        import json
-        from pathlib import Path
-
-        path = Path(self.hf_dir) / "generation_config.json"
-        if not path.is_file():
-            return []
-        eos = json.loads(path.read_text()).get("eos_token_id")
-        return [eos] if isinstance(eos, int) else list(eos or [])
+        return int(self._hf_json("config.json").get("max_position_embeddings") or 4096)
 
     def sampling_params(self, decoding: DecodingConfig, seed: int):
         from vllm import SamplingParams
