@@ -25,7 +25,7 @@ from pathlib import Path
 from docs_block import write_block
 
 HERE = Path(__file__).parent
-ENGINES = ("plain-generate", "transformers", "vllm")
+ENGINES = ("plain-generate", "transformers", "vllm", "vllm-eager")
 
 
 def prompts(n: int) -> list[list[dict[str, str]]]:
@@ -69,11 +69,13 @@ def run_engine(args, msgs, decoding) -> tuple[float, float, int]:
     from selfdistill.generation import EngineConfig, item_seed, make_backend
 
     t0 = time.perf_counter()
-    backend = make_backend(args.model, EngineConfig(backend=args.engine, dtype="auto",
-                                                    max_model_len=args.max_model_len))
+    eager = args.engine == "vllm-eager"  # vLLM without torch.compile and graph capture
+    backend = make_backend(args.model, EngineConfig(backend=args.engine.removesuffix("-eager"),
+                                                    dtype="auto", max_model_len=args.max_model_len,
+                                                    enforce_eager=eager))
     startup = time.perf_counter() - t0
     # vLLM schedules everything it is given at once; transformers batches as configured
-    step = len(msgs) if args.engine == "vllm" else args.batch_size
+    step = len(msgs) if args.engine.startswith("vllm") else args.batch_size
     t0, tokens = time.perf_counter(), 0
     for i in range(0, len(msgs), step):
         chunk = msgs[i : i + step]
@@ -113,8 +115,17 @@ def main() -> None:
     from selfdistill.config import cpu_name
     from selfdistill.generation import resolve_dtype
 
-    results = []
-    for engine in args.engines.split(","):
+    dtype, why = resolve_dtype("auto")
+    settings = {"cpu": cpu_name(), "cores": os.cpu_count(), "dtype": dtype, "model": args.model,
+                "prompts": args.prompts, "max_tokens": args.max_tokens,
+                "batch_size": args.batch_size, "max_model_len": args.max_model_len}
+    raw = HERE / "results" / "sampling_throughput.json"
+    # rows of engines not rerun are kept when they were measured with the same settings
+    earlier = json.loads(raw.read_text()) if raw.exists() else {}
+    same = all(earlier.get(k) == v for k, v in settings.items())
+    rerun = args.engines.split(",")
+    results = [r for r in earlier.get("results", []) if same and r["engine"] not in rerun]
+    for engine in rerun:
         tmp = Path(f"/tmp/sampling-throughput-{engine}.json")
         cmd = [sys.executable, __file__, "--engine", engine, "--json-out", str(tmp),
                "--model", args.model, "--prompts", str(args.prompts),
@@ -122,31 +133,31 @@ def main() -> None:
                "--max-model-len", str(args.max_model_len)]
         print(f"[{engine}] running", flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        results.append(json.loads(tmp.read_text()))
+        results.append({**json.loads(tmp.read_text()), "date": time.strftime("%Y-%m-%d"),
+                        "command": "benchmarks/sampling_throughput.py " + " ".join(sys.argv[1:])})
         print(results[-1], flush=True)
     base = next((r for r in results if r["engine"] == "plain-generate"), None)
     base_rate = base["tokens"] / base["generate_s"] if base else None
-    dtype, why = resolve_dtype("auto")
-    meta = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(), "cores": os.cpu_count(),
-            "dtype": dtype, "dtype_reason": why, "model": args.model, "prompts": args.prompts,
-            "max_tokens": args.max_tokens, "batch_size": args.batch_size,
-            "decoding": "T 1.6, top-k 20, top-p 0.8, min-p off", "results": results}
+    results.sort(key=lambda r: ENGINES.index(r["engine"]))
+    meta = {**settings, "dtype_reason": why, "decoding": "T 1.6, top-k 20, top-p 0.8, min-p off",
+            "results": results}
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "sampling_throughput.json").write_text(json.dumps(meta, indent=1))
+    raw.write_text(json.dumps(meta, indent=1))
+    commands = sorted({r.get("command", "(earlier run)") for r in results})
     lines = [
-        f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores, {dtype}: {why}) by "
-        f"`.venv/bin/python benchmarks/sampling_throughput.py --model {args.model} --prompts "
-        f"{args.prompts} --max-tokens {args.max_tokens} --batch-size {args.batch_size} "
-        f"--max-model-len {args.max_model_len}`.",
+        f"Measured on {meta['cpu']} ({meta['cores']} cores, {dtype}: {why}), {args.model}, "
+        f"{args.prompts} prompts x up to {args.max_tokens} tokens, each engine in its own "
+        "process on the otherwise idle machine, by " + "; ".join(f"`.venv/bin/python {c}`" for c in commands)
+        + " (raw numbers in `benchmarks/results/sampling_throughput.json`).",
         "",
-        "| engine | start-up s | generation s | tokens | tokens/s | vs plain generate | tokens/s incl. start-up |",
-        "|---|---|---|---|---|---|---|",
+        "| engine | measured | start-up s | generation s | tokens | tokens/s | vs plain generate | tokens/s incl. start-up |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         rate = r["tokens"] / r["generate_s"]
         total = r["tokens"] / (r["generate_s"] + r["startup_s"])
         ratio = f"**{rate / base_rate:.2f}x**" if base_rate else "n/a"
-        lines.append(f"| {r['engine']} | {r['startup_s']:.0f} | {r['generate_s']:.0f} | {r['tokens']} | "
+        lines.append(f"| {r['engine']} | {r.get('date', '?')} | {r['startup_s']:.0f} | {r['generate_s']:.0f} | {r['tokens']} | "
                      f"{rate:.1f} | {ratio} | {total:.1f} |")
     print(write_block(Path(args.out), "sampling-throughput", "Sampling throughput", lines))
 

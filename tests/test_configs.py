@@ -27,3 +27,17 @@ def test_paper_presets_carry_the_papers_numbers():
     assert (train.global_batch_size, train.weight_decay, train.adam_beta2) == (32, 0.1, 0.95)
     assert (config.sample_decoding.temperature, config.ssd_decoding.temperature, config.base_decoding.temperature) == (1.6, 0.9, 0.7)
     assert config.eval_problems == "lcb:hub#v6"
+
+
+def test_engine_boolean_flag_reads_false_as_false():
+    from selfdistill.cli import _load, build_parser
+    from selfdistill.sampling import SampleConfig
+
+    base = ["sample", "--model", "m", "--problems", "humaneval", "--out", "o", "--temperature", "1",
+            "--top-k", "0", "--top-p", "1", "--min-p", "0", "--max-tokens", "8", "--n", "1",
+            "--seed", "0", "--backend", "vllm"]
+    for text, value in (("false", False), ("true", True)):
+        args = build_parser().parse_args(base + ["--enforce-eager", text])
+        assert _load(SampleConfig, args).engine.enforce_eager is value
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(base + ["--enforce-eager", "maybe"])

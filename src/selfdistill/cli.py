@@ -29,6 +29,15 @@ DECODING_FLAGS = {
     "n": (int, "responses per problem"),
     "seed": (int, "base seed"),
 }
+def _boolean(text: str) -> bool:
+    """A flag value true/false (argparse's `type=bool` would read "false" as True)."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
 ENGINE_FLAGS = {
     "backend": (str, "generation engine: transformers | vllm | openai"),
     "dtype": (str, "auto (bf16 where the hardware has it natively, else fp32) | bfloat16 | float32"),
@@ -42,6 +51,7 @@ ENGINE_FLAGS = {
     "tensor_parallel_size": (int, "vllm: GPUs per model"),
     "max_model_len": (int, "vllm: context length (prompt + response)"),
     "gpu_memory_utilization": (float, "vllm on GPU: share of GPU memory"),
+    "enforce_eager": (_boolean, "vllm: eager execution, no torch.compile (true | false)"),
 }
 SANDBOX_FLAGS = {
     "timeout_s": (int, "per-test time limit in seconds"),

@@ -141,6 +141,9 @@ class EngineConfig:
     max_model_len: int | None = field(default=None, metadata={
         "help": "vllm: context length (prompt + response); default: the model's"})
     gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vllm on GPU: memory share"})
+    enforce_eager: bool = field(default=False, metadata={
+        "help": "vllm: run the model eagerly, without torch.compile and graph capture (faster "
+                "start-up, slower decoding)"})
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -154,10 +157,11 @@ class EngineConfig:
 
     def output_settings(self) -> dict[str, Any]:
         """The engine settings that can change what is generated: a resume or a reused
-        stage must match these. Concurrency, retries, timeouts, the key's variable and GPU
-        memory share only change how fast, so a rerun may change them."""
+        stage must match these (eager vs compiled execution changes the arithmetic, so it
+        can change greedy outputs). Concurrency, retries, timeouts, the key's variable and
+        GPU memory share only change how fast, so a rerun may change them."""
         return {k: getattr(self, k) for k in ("backend", "dtype", "base_url", "endpoint",
-                                              "tokenizer", "max_model_len")}
+                                              "tokenizer", "max_model_len", "enforce_eager")}
 
 
 def make_backend(model: str, engine: EngineConfig) -> GenerationBackend:

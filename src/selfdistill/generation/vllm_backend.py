@@ -70,6 +70,7 @@ class VLLMBackend:
             "model": str(self.hf_dir), "tokenizer": str(self.hf_dir), "dtype": self.dtype,
             "seed": 0, "generation_config": "vllm", "enable_prefix_caching": True,
             "tensor_parallel_size": engine.tensor_parallel_size,
+            "enforce_eager": engine.enforce_eager,
         }
         if engine.max_model_len:
             kwargs["max_model_len"] = engine.max_model_len
