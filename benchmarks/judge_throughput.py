@@ -23,7 +23,7 @@ from pathlib import Path
 
 from docs_block import write_block
 
-from selfdistill.execution import SandboxConfig, judge_many
+from selfdistill.judge import SandboxConfig, judge_many
 from selfdistill.problems import Problem, TestCase, load_problems
 from selfdistill.prompts import extract_code
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from selfdistill.execution import SandboxConfig, judge
+from selfdistill.judge import SandboxConfig, judge
 from selfdistill.problems import Problem, TestCase
 
 CFG = SandboxConfig(timeout_s=2, memory_mb=1024)

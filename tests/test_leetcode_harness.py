@@ -2,7 +2,7 @@
 
 import pytest
 
-from selfdistill.execution import SandboxConfig, judge
+from selfdistill.judge import SandboxConfig, judge
 from selfdistill.problems import load_problems
 
 CFG = SandboxConfig(timeout_s=5)

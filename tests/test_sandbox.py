@@ -14,21 +14,30 @@ from pathlib import Path
 import pytest
 
 from selfdistill.cli import main
-from selfdistill.execution import SandboxConfig, judge, judge_many
+from selfdistill.judge import SandboxConfig, judge, judge_many
 from selfdistill.problems import Problem, TestCase
 
 CFG = SandboxConfig(timeout_s=2, memory_mb=512, scratch_mb=16, max_processes=32)
 PROBLEM = Problem("t", "print the sum", "stdin", tests=[TestCase("1 2", "3")])
 HONEST = "a, b = map(int, input().split())\nprint(a + b)\n"
 MARKER = "selfdistill-adversary-marker"
+# LiveCodeBench's reliability guard sets os.fork, os.kill, os.remove ... to None; it is no
+# security layer, and an attacker restores them first. So do these programs.
+UNGUARD = ("import os, posix\nfor _n in ('fork', 'kill', 'killpg', 'remove', 'unlink', 'rename', "
+           "'truncate', 'chmod', 'system', 'rmdir'):\n    setattr(os, _n, getattr(posix, _n))\n")
+
+
+def hostile(code):
+    return UNGUARD + code
 
 
 def contained(code, budget_s=20.0, cfg=CFG):
     start = time.monotonic()
-    result = judge(PROBLEM, code, cfg)
+    result = judge(PROBLEM, hostile(code), cfg)
     elapsed = time.monotonic() - start
     assert elapsed < budget_s, f"took {elapsed:.1f}s"
     assert result.status != "passed"
+    assert "'NoneType' object is not callable" not in str(result.first_failure), "the attack never ran"
     return result
 
 
@@ -63,7 +72,7 @@ def test_writing_outside_scratch(victim_dir):
 def test_truncating_and_deleting(victim_dir):
     contained(f"open('{victim_dir}/precious.txt', 'w').close()")
     contained(f"import os\nos.remove('{victim_dir}/precious.txt')")
-    contained(f"import shutil\nshutil.rmtree('{victim_dir}')")
+    contained(f"import importlib, shutil\nimportlib.reload(shutil).rmtree('{victim_dir}')")
     assert (victim_dir / "precious.txt").read_text() == "keep me"
 
 
@@ -112,7 +121,8 @@ def test_daemonised_child_does_not_outlive_the_sample():
 
 def test_killing_its_parent_and_everything_it_can_see():
     code = "import os, signal\nfor pid in (os.getppid(), 1, -1, 0):\n    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\nprint(3)"
-    result = judge(PROBLEM, code, CFG)
+    result = judge(PROBLEM, hostile(code), CFG)
+    assert "'NoneType' object is not callable" not in str(result.first_failure)
     # the evaluator (this process) is alive, and the verdict is still made
     assert result.status in ("passed", "runtime_error", "failed")
     assert judge(PROBLEM, HONEST, CFG).ok
@@ -171,7 +181,7 @@ def test_honest_program_passes_in_the_same_batch(victim_dir):
         f"open('{victim_dir}/precious.txt', 'w').close()",
         "import time\ntime.sleep(100)",
     ]
-    items = [(PROBLEM, c) for c in hostile] + [(PROBLEM, HONEST)]
+    items = [(PROBLEM, UNGUARD + c) for c in hostile] + [(PROBLEM, HONEST)]
     results = judge_many(items, CFG, progress=False)
     assert [r.ok for r in results] == [False] * 4 + [True]
     assert (victim_dir / "precious.txt").read_text() == "keep me"
@@ -180,10 +190,10 @@ def test_honest_program_passes_in_the_same_batch(victim_dir):
 def test_sigterm_to_the_evaluator_takes_sandboxes_down(tmp_path):
     script = tmp_path / "evaluator.py"
     script.write_text(
-        "from selfdistill.execution import SandboxConfig, judge_many\n"
+        "from selfdistill.judge import SandboxConfig, judge_many\n"
         "from selfdistill.problems import Problem, TestCase\n"
         "p = Problem('t', 's', 'stdin', tests=[TestCase('', '1')])\n"
-        f"code = \"import os, time\\nif os.fork() == 0:\\n    os.execv('/bin/sleep', ['{MARKER}', '60'])\\ntime.sleep(60)\"\n"
+        f"code = \"import os, posix, time\\nif posix.fork() == 0:\\n    os.execv('/bin/sleep', ['{MARKER}', '60'])\\ntime.sleep(60)\"\n"
         "judge_many([(p, code)], SandboxConfig(timeout_s=60), progress=False)\n"
     )
     proc = subprocess.Popen([sys.executable, str(script)])

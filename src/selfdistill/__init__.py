@@ -1,7 +1,7 @@
 """selfdistill: Simple Self-Distillation (SSD) for code LLMs, from sampling to report.
 
 Stages (one module each, one entry function taking a typed config): problems, prompts,
-generation/rollouts, sampling, training, execution, evaluation, pipeline, report.
+generation/rollouts, sampling, training, judge, evaluation, pipeline, report.
 Run `selfdistill --help` for the command line.
 """
 

@@ -22,9 +22,9 @@ import numpy as np
 
 from selfdistill.config import provenance, to_dict
 from selfdistill.errors import SelfdistillError, located
-from selfdistill.execution import SandboxConfig, judge_many
 from selfdistill.files import atomic_write_text, read_jsonl
 from selfdistill.generation import DecodingConfig, EngineConfig
+from selfdistill.judge import SandboxConfig, judge_many
 from selfdistill.problems import Problem, ProblemSet, load_problems
 from selfdistill.prompts import extract_code
 from selfdistill.rollouts import generate, parse_shard
@@ -141,7 +141,8 @@ def per_problem_records(problems: list[Problem], samples: list[dict[str, Any]]) 
         rec = per_problem[sample["task_id"]]
         rec["n"] += 1
         rec["correct"] += res["status"] == "passed"
-        rec["samples"].append({k: res[k] for k in ("status", "passed", "total", "first_failure")})
+        rec["samples"].append({**{k: res[k] for k in ("status", "passed", "total", "first_failure")},
+                               "decided": res.get("decided", "sandbox")})
     return [r for r in per_problem.values() if r["n"]]
 
 

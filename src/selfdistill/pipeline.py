@@ -22,9 +22,9 @@ import yaml
 from selfdistill.config import build, provenance, to_dict
 from selfdistill.errors import SelfdistillError
 from selfdistill.evaluation import EvalConfig, evaluate, format_table
-from selfdistill.execution import SandboxConfig
 from selfdistill.files import atomic_write_text
 from selfdistill.generation import DecodingConfig, EngineConfig
+from selfdistill.judge import SandboxConfig
 from selfdistill.report import write_report
 from selfdistill.sampling import SampleConfig, format_summary, sample
 from selfdistill.training import TrainConfig, train, with_preset

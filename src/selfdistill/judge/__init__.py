@@ -1,0 +1,29 @@
+"""The judge: runs model-written programs against a problem's tests and decides verdicts.
+
+    semantics.py  what a verdict means (LiveCodeBench's transforms and comparisons, the
+                  value codec); pure functions
+    protocol.py   the Job record sent into a sandbox and the events that come out
+    harness.py    what runs beside the program in the sandbox (outputs out, no verdicts)
+    isolation.py  namespaces, read-only mounts, an unprivileged uid, resource limits
+    server.py     the zygote that forks one sandbox per program
+    referee.py    verdicts decided in the evaluator from the raw outputs
+    runner.py     the evaluator's side: channels with caps, judge / judge_many
+
+harness, isolation, server, protocol and semantics are stdlib-only: the zygote runs them
+as top-level modules and never imports selfdistill. SECURITY.md says what the sandbox
+protects against and what it does not.
+"""
+
+from selfdistill.judge.runner import (
+    STATUSES,
+    ExecutionResult,
+    SandboxConfig,
+    SandboxUnavailable,
+    check_sandbox,
+    count_tests,
+    judge,
+    judge_many,
+)
+
+__all__ = ["STATUSES", "ExecutionResult", "SandboxConfig", "SandboxUnavailable", "check_sandbox",
+           "count_tests", "judge", "judge_many"]

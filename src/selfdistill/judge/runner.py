@@ -1,0 +1,539 @@
+"""The evaluator's side of judging: the zygote client, the channels out of each sandbox,
+and `judge` / `judge_many`.
+
+`judge(problem, code, config)` builds the program's `Job` (inputs only), has the zygote
+fork a sandbox for it, reads the sandbox's channels with size caps while a `Referee`
+decides the verdict from the raw outputs, and kills the sandbox's process group as soon
+as the verdict is known (the first failing test, as the official judges stop) or the
+deadline passes. Nothing a program writes can raise here: unreadable or out-of-protocol
+output is that program's `judge_protocol` failure.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import random
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from selfdistill.errors import SelfdistillError
+from selfdistill.judge import semantics
+from selfdistill.judge.protocol import Job, ProtocolError, parse_event
+from selfdistill.judge.referee import (
+    Referee,
+    Verdict,
+    humaneval_check,
+    mode_of,
+    split_cases,
+    split_leetcode,
+)
+from selfdistill.problems import Problem, TestCase
+
+SERVER = Path(__file__).with_name("server.py")
+_LIVE: set[int] = set()  # process groups of running sandboxes, for the SIGTERM handler
+_LIVE_LOCK = threading.Lock()
+STATUSES = ("passed", "failed", "timeout", "memory", "runtime_error", "syntax_error", "no_code",
+            "judge_protocol")
+
+
+@dataclass
+class SandboxConfig:
+    """Limits for each judged program; every field is recorded with the results."""
+
+    timeout_s: int = field(default=6, metadata={"help": "per-test time limit (LiveCodeBench: 6 s)"})
+    memory_mb: int = field(default=4096, metadata={"help": "address-space limit per program"})
+    output_cap_bytes: int = field(default=1 << 20, metadata={
+        "help": "output kept per test (raised to twice the expected output where that is larger)"})
+    file_size_mb: int = field(default=64, metadata={"help": "largest file a program may write"})
+    open_files: int = field(default=256, metadata={"help": "open file descriptor limit"})
+    workers: int = field(default=0, metadata={"help": "programs judged at once (0: CPU count)"})
+    max_processes: int = field(default=64, metadata={"help": "processes per sandbox (namespaces)"})
+    scratch_mb: int = field(default=64, metadata={"help": "size of the writable tmpfs (namespaces)"})
+    isolation: str = field(default="namespaces", metadata={
+        "help": "namespaces (OS-level sandbox) | none (process limits only; unsafe)"})
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ("namespaces", "none"):
+            raise ValueError("sandbox.isolation must be namespaces or none")
+        for name in ("timeout_s", "memory_mb", "output_cap_bytes", "file_size_mb", "open_files",
+                     "max_processes", "scratch_mb"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"sandbox.{name} must be positive")
+        if self.workers < 0:
+            raise ValueError("sandbox.workers must be >= 0")
+
+    def resolved_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+@dataclass
+class ExecutionResult:
+    """The verdict on one program: status, tests passed of total, and the first failure.
+    `decided` says where: "evaluator" (from raw outputs, the default) or "sandbox" (test
+    code that could not be split ran beside the program)."""
+
+    status: str
+    passed: int = 0
+    total: int = 0
+    first_failure: dict[str, Any] | None = None
+    wall_s: float = 0.0
+    stderr: str = ""
+    decided: str = "evaluator"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "passed"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def count_tests(problem: Problem) -> int:
+    if problem.tests:
+        return len(problem.tests)
+    return problem.metadata.get("test_cases", 1)  # leetcode: its cases; HumanEval: one check()
+
+
+_UIDS: set[int] = set()
+_UID_LOCK = threading.Lock()
+
+
+def _fresh_uid() -> int:
+    """A sandbox uid no live or recent sandbox had: drawn from 2^30 values, never reused by
+    this evaluator, so neither a concurrent evaluator nor a kernel object a program left
+    behind (a keyring entry) meets the same uid again."""
+    with _UID_LOCK:
+        while True:
+            uid = (1 << 20) + random.SystemRandom().randrange(1 << 30)
+            if uid not in _UIDS:
+                _UIDS.add(uid)
+                return uid
+
+
+@functools.cache
+def _interpreter_paths() -> list[str]:
+    """What the unprivileged program must be able to read: the interpreter and libraries."""
+    paths = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    paths.update(p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p)
+    return sorted(paths)
+
+
+def _rlimits(config: SandboxConfig, deadline: float) -> dict[str, int]:
+    mib = 1 << 20
+    limits = {
+        "RLIMIT_AS": config.memory_mb * mib,
+        "RLIMIT_FSIZE": config.file_size_mb * mib,
+        "RLIMIT_NOFILE": config.open_files,
+        "RLIMIT_CORE": 0,
+        "RLIMIT_CPU": int(deadline) + 1,
+    }
+    if config.isolation == "namespaces":  # per-uid, so only meaningful with a uid of its own
+        limits["RLIMIT_NPROC"] = config.max_processes
+    return limits
+
+
+def build_job(problem: Problem, code: str, config: SandboxConfig, referee: Referee, deadline: float) -> Job:
+    """The sandbox's instructions: the program and the tests' inputs, never their outputs."""
+    job = Job(mode=referee.mode, code=code, timeout=config.timeout_s, isolation=config.isolation,
+              rlimits=_rlimits(config, deadline), scratch_mb=config.scratch_mb)
+    if config.isolation == "namespaces":
+        job.uid, job.expose = _fresh_uid(), _interpreter_paths()
+    if referee.mode == "rpc":
+        job.code, job.fn_name = problem.starter_code + "\n" + code, problem.fn_name
+    elif referee.mode == "split":
+        split = split_leetcode(problem.test_code)
+        job.prelude, job.test_code = problem.metadata.get("prelude", ""), split.module_src + "\n\n" + split.class_src
+        job.tests, job.classes = split_cases(split), sorted(referee.leetcode.classes)
+    elif referee.mode == "script":
+        job.prelude, job.test_code = problem.metadata.get("prelude", ""), problem.test_code
+    else:
+        job.lcb = True
+        job.tests = [t.input for t in problem.tests]
+        job.fn_name = problem.fn_name
+        job.output_caps = [max(config.output_cap_bytes, 2 * len(t.output) + 4096) for t in problem.tests]
+    return job
+
+
+# The zygote's (and so every program's) whole environment: nothing inherited from ours.
+_ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp",
+               "TMPDIR": "/tmp", "OMP_NUM_THREADS": "1"}
+
+
+class _Zygote:
+    """The preloaded judging interpreter (judge/server.py --serve): one per evaluator
+    process, forking a child per program. It exits when our end of its stdin closes."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="selfdistill-zygote-")
+        self.path = os.path.join(self.dir, "socket")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.path)
+        listener.listen(128)
+        with open(os.path.join(self.dir, "stderr"), "wb") as log:  # for diagnosing the zygote
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", str(SERVER), "--serve", str(listener.fileno())],
+                stdin=subprocess.PIPE, stderr=log, pass_fds=(listener.fileno(),), cwd="/",
+                env=_ZYGOTE_ENV, start_new_session=True,
+            )
+        listener.close()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def spawn(self, job: Job, fds: list[int]) -> int:
+        payload = job.to_bytes()
+        message = struct.pack("!I", len(payload)) + payload
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.connect(self.path)
+                sent = socket.send_fds(conn, [message[: 1 << 16]], fds)
+                if sent < len(message):  # sendall(b"") still calls send(): EPIPE once the zygote is done
+                    conn.sendall(message[sent:])
+                reply = b""
+                while len(reply) < 4:
+                    chunk = conn.recv(4 - len(reply))
+                    if not chunk:
+                        raise SelfdistillError("internal judge error: the judging zygote did not answer")
+                    reply += chunk
+        except OSError as e:
+            raise SelfdistillError(f"internal judge error: the judging zygote failed ({e})") from e
+        return struct.unpack("!i", reply)[0]
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_ZYGOTE: _Zygote | None = None
+_ZYGOTE_LOCK = threading.Lock()
+
+
+def _zygote() -> _Zygote:
+    global _ZYGOTE
+    with _ZYGOTE_LOCK:
+        if _ZYGOTE is None or not _ZYGOTE.alive():
+            _ZYGOTE = _Zygote()
+            atexit.register(_ZYGOTE.close)
+        return _ZYGOTE
+
+
+class _Deadline(Exception):
+    pass
+
+
+class Channels:
+    """The read ends of one sandbox's control, result, stdout and stderr pipes and the
+    write end of its request pipe, drained together with caps: a result line may be at
+    most `line_cap` bytes and the result channel `result_cap` in all; stdout and stderr
+    keep their first `raw_cap` bytes; the control channel (ours) 64 KiB."""
+
+    CONTROL_CAP = 1 << 16
+
+    def __init__(self, fds: dict[str, int], tests: int, line_cap: int, result_cap: int, raw_cap: int):
+        self.fds, self.tests = fds, tests
+        self.line_cap, self.result_cap, self.raw_cap = line_cap, result_cap, raw_cap
+        self.sel = selectors.DefaultSelector()
+        self.partial = {"control": bytearray(), "result": bytearray()}
+        self.read = {"control": 0, "result": 0}
+        self.raw = {"stdout": bytearray(), "stderr": bytearray()}
+        self.ready: list[tuple[str, dict[str, Any]]] = []
+        self.open = set()
+        for name in ("control", "result", "stdout", "stderr"):
+            os.set_blocking(fds[name], False)
+            self.sel.register(fds[name], selectors.EVENT_READ, name)
+            self.open.add(name)
+
+    def _pump(self, end: float) -> None:
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            raise _Deadline()
+        for key, _ in self.sel.select(timeout=min(remaining, 1.0)):
+            name = key.data
+            try:
+                chunk = os.read(key.fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                self.sel.unregister(key.fd)
+                self.open.discard(name)
+                continue
+            if name in self.raw:
+                buf = self.raw[name]
+                if len(buf) < self.raw_cap:
+                    buf.extend(chunk[: self.raw_cap - len(buf)])
+                continue
+            self.read[name] += len(chunk)
+            cap = self.CONTROL_CAP if name == "control" else self.result_cap
+            if self.read[name] > cap:
+                raise ProtocolError(f"more than {cap} bytes on the {name} channel")
+            buf = self.partial[name]
+            buf.extend(chunk)
+            *lines, rest = bytes(buf).split(b"\n")
+            self.partial[name] = bytearray(rest)
+            if len(rest) > self.line_cap:
+                raise ProtocolError(f"a line of more than {self.line_cap} bytes on the {name} channel")
+            for line in lines:
+                if name == "control":
+                    self.ready.append((name, parse_event(line, name, self.tests)))
+                else:
+                    self.ready.append((name, line))  # parsed when consumed, in order
+
+    def next_event(self, end: float) -> tuple[str, dict[str, Any]] | None:
+        """The next event (control events as they come, result events in order), or None
+        once both channels are closed and drained."""
+        while True:
+            for k, (name, item) in enumerate(self.ready):
+                if name == "control":
+                    del self.ready[k]
+                    return name, item
+            if self.ready:
+                name, line = self.ready.pop(0)
+                if len(line) > self.line_cap:
+                    raise ProtocolError(f"a line of more than {self.line_cap} bytes on the result channel")
+                return name, parse_event(line, name, self.tests)
+            if not ({"control", "result"} & self.open):
+                return None
+            self._pump(end)
+
+    def send(self, data: bytes, end: float) -> None:
+        fd = self.fds["requests"]
+        view = memoryview(data)
+        while view:
+            _, writable, _ = select_write(fd, end)
+            if writable:
+                try:
+                    n = os.write(fd, view)
+                except BlockingIOError:
+                    continue
+                except BrokenPipeError:
+                    return  # the program is gone; its end shows on the channels
+                view = view[n:]
+
+    def stderr(self) -> str:
+        return bytes(self.raw["stderr"]).decode("utf-8", "replace")[-2000:]
+
+    def close(self) -> None:
+        self.sel.close()
+
+
+def select_write(fd: int, end: float):
+    import select
+
+    remaining = end - time.monotonic()
+    if remaining <= 0:
+        raise _Deadline()
+    return select.select([], [fd], [], min(remaining, 1.0))
+
+
+def judge(problem: Problem, code: str | None, config: SandboxConfig) -> ExecutionResult:
+    """Run `code` against `problem`'s tests. `None` or empty code is status `no_code`."""
+    total = count_tests(problem)
+    if not code or not code.strip():
+        return ExecutionResult("no_code", 0, total)
+    referee = Referee(problem, mode_of(problem), total)
+    deadline = (config.timeout_s + 1) * total + 5  # LiveCodeBench's global timeout
+    if referee.mode == "rpc":
+        deadline = 2 * config.timeout_s + 1  # compiling the program, then the whole check()
+    job = build_job(problem, code, config, referee, deadline)
+    start = time.monotonic()
+    result = _run(job, referee, config, total, start + deadline)
+    result.wall_s = round(time.monotonic() - start, 3)
+    if referee.mode == "script":
+        result.decided = "sandbox"
+    return result
+
+
+def _run(job: Job, referee: Referee, config: SandboxConfig, total: int, end: float) -> ExecutionResult:
+    scratch = None
+    if config.isolation == "none":
+        scratch = job.scratch = tempfile.mkdtemp(prefix="selfdistill-judge-")
+    names = ("control", "result", "stdout", "stderr", "requests")
+    pipes = {name: os.pipe() for name in names}
+    theirs = [pipes[n][1] for n in names[:4]] + [pipes["requests"][0]]
+    ours = {n: pipes[n][0] for n in names[:4]} | {"requests": pipes["requests"][1]}
+    os.set_blocking(ours["requests"], False)
+    caps = job.output_caps or [config.output_cap_bytes]
+    line_cap = 6 * max(caps) + 4096  # JSON may escape a character into six
+    chans = None
+    exit_info: dict[str, Any] = {}
+    pgid = None
+    try:
+        try:
+            pgid = _zygote().spawn(job, theirs)
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        with _LIVE_LOCK:
+            _LIVE.add(pgid)
+        if referee.mode != "rpc":
+            os.close(ours.pop("requests"))
+            ours["requests"] = -1
+        chans = Channels(ours, max(total, 1), line_cap, line_cap * (total + 2), config.output_cap_bytes)
+        result = _decide(chans, referee, total, end, exit_info)
+    finally:
+        if pgid is not None:
+            _kill_group(pgid)
+        if chans is not None:
+            chans.close()
+        for fd in ours.values():
+            if fd >= 0:
+                os.close(fd)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    result.stderr = chans.stderr() if chans else ""
+    return result
+
+
+def _control(event: dict[str, Any], exit_info: dict[str, Any]) -> None:
+    kind = event["event"]
+    if kind == "sandbox_error":
+        raise SandboxUnavailable(
+            f"cannot set up the OS sandbox ({event.get('error')}); it needs root (or CAP_SYS_ADMIN) "
+            "and namespace support; --unsafe-no-isolation runs programs without it")
+    if kind == "harness_error":
+        raise SelfdistillError(f"internal judge error (not the program's fault): {event.get('error')}")
+    if kind == "exit":
+        exit_info.update(event)
+
+
+def _decide(chans: Channels, referee: Referee, total: int, end: float,
+            exit_info: dict[str, Any]) -> ExecutionResult:
+    timed_out = False
+    try:
+        if referee.mode == "rpc":
+            humaneval_check(referee.problem, functools.partial(_rpc_call, chans, referee, end, exit_info))
+            raise Verdict("passed", total)
+        while (item := chans.next_event(end)) is not None:
+            channel, event = item
+            if channel == "control":
+                _control(event, exit_info)
+            else:
+                referee.feed(event)
+    except Verdict as v:
+        return ExecutionResult(v.status, v.passed, total, v.failure)
+    except ProtocolError as e:
+        return ExecutionResult("judge_protocol", referee.passed, total,
+                               {"i": referee.passed, "error": str(e)})
+    except _Deadline:
+        timed_out = True
+    return _ended(referee, total, exit_info, timed_out)
+
+
+def _rpc_call(chans: Channels, referee: Referee, end: float, exit_info: dict[str, Any], args: tuple) -> Any:
+    """One call of the candidate, from the problem's check() here to the program there."""
+    try:
+        message = json.dumps(semantics.encode(args)).encode() + b"\n"
+    except semantics.CodecError as e:
+        raise Verdict("runtime_error", 0, {"i": 0, "error": f"the test passes a value that cannot be sent: {e}"}) from None
+    try:
+        chans.send(message, end)
+        while (item := chans.next_event(end)) is not None:
+            channel, event = item
+            if channel == "control":
+                _control(event, exit_info)
+                continue
+            kind = event["event"]
+            if kind == "start":
+                continue
+            if kind == "return":
+                try:
+                    return semantics.decode(event["value"])
+                except (semantics.CodecError, RecursionError) as e:
+                    raise Verdict("judge_protocol", 0, {"i": 0, "error": f"undecodable value: {e}"}) from None
+            if kind in ("compile", "error"):
+                raise Verdict(event["status"], 0, {"i": 0, "error": event.get("error")})
+            raise Verdict("judge_protocol", 0, {"i": 0, "error": f"event {kind} during a call"})
+    except ProtocolError as e:
+        raise Verdict("judge_protocol", 0, {"i": 0, "error": str(e)}) from None
+    except _Deadline:
+        raise Verdict("timeout", 0, {"i": 0, "error": "wall-clock limit exceeded"}) from None
+    status, error = _ended_parts(exit_info, False)
+    raise Verdict(status, 0, {"i": 0, "error": error})
+
+
+def _ended_parts(exit_info: dict[str, Any], timed_out: bool) -> tuple[str, str]:
+    code = -exit_info["signal"] if "signal" in exit_info else exit_info.get("code", 1)
+    if timed_out or code in (-signal.SIGXCPU, -signal.SIGALRM):
+        return "timeout", "wall-clock limit exceeded"
+    if code == -signal.SIGKILL:  # RLIMIT_AS gives MemoryError; SIGKILL is self-inflicted or OOM
+        return "runtime_error", "killed by SIGKILL (by the program itself or the OOM killer)"
+    if code < 0:
+        return "runtime_error", f"killed by signal {-code}"
+    return "runtime_error", f"program exited with code {code} before finishing"
+
+
+def _ended(referee: Referee, total: int, exit_info: dict[str, Any], timed_out: bool) -> ExecutionResult:
+    """The sandbox closed (or the deadline passed) before the verdict was known."""
+    status, error = _ended_parts(exit_info, timed_out)
+    return ExecutionResult(status, referee.passed, total, {"i": referee.running, "error": error})
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    with _LIVE_LOCK:
+        _LIVE.discard(pgid)
+
+
+def _terminate_sandboxes(signum: int, frame: Any) -> None:
+    """SIGTERM to the evaluator takes every running sandbox down with it."""
+    with _LIVE_LOCK:
+        for pgid in list(_LIVE):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    if _ZYGOTE is not None:
+        _ZYGOTE.close()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+class SandboxUnavailable(SelfdistillError):
+    """Isolation was asked for and could not be set up."""
+
+
+def check_sandbox(config: SandboxConfig) -> None:
+    """Fail fast, with one clear line, when isolation cannot be set up here."""
+    probe = Problem("probe", "", "stdin", tests=[TestCase("", "ok")])
+    result = judge(probe, "print('ok')", config)
+    if not result.ok:
+        raise SandboxUnavailable(f"the sandbox probe failed: {result.first_failure}")
+
+
+def judge_many(
+    items: list[tuple[Problem, str | None]], config: SandboxConfig, progress: bool = True
+) -> list[ExecutionResult]:
+    """Judge (problem, code) pairs in parallel; results come back in input order."""
+    from tqdm.auto import tqdm
+
+    check_sandbox(config)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_sandboxes)
+    with ThreadPoolExecutor(max_workers=config.resolved_workers()) as pool:
+        futures = [pool.submit(judge, p, c, config) for p, c in items]
+        bar = tqdm(total=len(futures), desc="judging", unit="prog", disable=not progress)
+        results = []
+        for fut in futures:
+            results.append(fut.result())
+            bar.update(1)
+        bar.close()
+    return results

