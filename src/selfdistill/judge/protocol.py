@@ -42,7 +42,8 @@ class Job:
     rlimits: dict = field(default_factory=dict)
     uid: int = 0
     scratch_mb: int = 64
-    expose: list = field(default_factory=list)
+    expose: list = field(default_factory=list)  # host paths the sandbox sees (read-only)
+    hide: list = field(default_factory=list)  # directories under them covered by an empty tmpfs
     scratch: str | None = None  # isolation none: the working directory
 
     def to_bytes(self):

