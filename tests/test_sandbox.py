@@ -277,3 +277,83 @@ def test_unix_socket_on_the_host_is_unreachable():
     finally:
         server.close()
         os.unlink(path)
+
+
+needs_cgroups = pytest.mark.skipif(
+    __import__("selfdistill.judge.cgroups", fromlist=["backend"]).backend().startswith("rlimits"),
+    reason="no cgroup can be made here")
+SHARED = SandboxConfig(timeout_s=6, memory_mb=256, scratch_mb=16, max_processes=32)
+
+
+@needs_cgroups
+def test_forked_processes_share_one_memory_limit():
+    """Six children of 100 MB each under a 256 MB sandbox: at most two can live."""
+    code = ("import os, time\nr, w = os.pipe()\nfor i in range(6):\n    if os.fork() == 0:\n"
+            "        b = bytearray(100 << 20)\n        for j in range(0, len(b), 4096):\n            b[j] = 1\n"
+            "        os.write(w, b'k')\n        time.sleep(30)\n        os._exit(0)\n"
+            "time.sleep(3)\nos.set_blocking(r, False)\ntry:\n    print(len(os.read(r, 100)))\n"
+            "except BlockingIOError:\n    print(0)\n")
+    r = contained(code, cfg=SHARED)
+    assert r.status == "memory" or int(r.first_failure["actual"]) <= 2, r
+
+
+@needs_cgroups
+def test_memfds_count_against_the_sandbox():
+    """Eight memfds of 60 MB (host shared memory no rlimit sees) under a 256 MB sandbox."""
+    code = ("import os\nfilled = 0\nfds = []\ntry:\n    for i in range(8):\n"
+            "        fd = os.memfd_create(f'm{i}')\n        for _ in range(60):\n"
+            "            os.write(fd, b'x' * (1 << 20))\n        fds.append(fd)\n        filled += 1\n"
+            "except OSError:\n    pass\nprint(filled)\n")
+    r = contained(code, cfg=SHARED)
+    assert r.status == "memory" or int(r.first_failure["actual"]) < 8, r
+
+
+@needs_cgroups
+def test_cpu_share_holds_for_the_whole_sandbox():
+    """Four processes spinning for 2 s of wall time in a sandbox of half a core use about
+    1 s of CPU between them (4 s with both cores of an unlimited machine)."""
+    code = ("import os, time\nend = time.time() + 2\nfor i in range(4):\n    if os.fork() == 0:\n"
+            "        while time.time() < end:\n            pass\n        os._exit(0)\n"
+            "for i in range(4):\n    os.wait()\nt = os.times()\nprint(round(t.children_user + t.children_system, 2))\n")
+    r = contained(code, cfg=SandboxConfig(timeout_s=6, memory_mb=512, max_processes=16, cpus=0.5))
+    assert float(r.first_failure["actual"]) < 1.5
+
+
+KERNEL_SURFACE = """import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def err(n, *a):
+    return 'ok' if libc.syscall(n, *a) >= 0 else errno.errorcode[ctypes.get_errno()]
+calls = {
+    'io_uring_setup': (425, 8, ctypes.create_string_buffer(120)),
+    'add_key': (248, b'user', b'selfdistill-key', b'secret', 1, ctypes.c_int(-4)),
+    'keyctl': (250, 0, -4, 0),
+    'unshare': (272, 0x10000000),
+    'clone_newuser': (56, 0x10000000 | 17, 0, 0, 0, 0),
+    'setns': (308, 0, 0),
+    'ptrace': (101, 0, 0, 0, 0),
+    'bpf': (321, 0, 0, 0),
+    'perf_event_open': (298, 0, 0, -1, -1, 0),
+    'mount': (165, b'none', b'/tmp', b'tmpfs', 0, 0),
+}
+print(' '.join(f'{k}={err(*v)}' for k, v in calls.items()))
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="syscall numbers of x86_64")
+def test_kernel_surface_is_refused():
+    """io_uring, bpf, perf, keyrings (an entry would outlive the sandbox), ptrace, mounts and
+    new namespaces are refused by the seccomp filter."""
+    r = judge(Problem("k", "s", "stdin", tests=[TestCase("", "x")]), KERNEL_SURFACE, CFG)
+    got = dict(item.split("=") for item in r.first_failure["actual"].split())
+    assert got == dict.fromkeys(got, "EPERM") and len(got) == 10
+
+
+def test_sandbox_uids_never_repeat():
+    from selfdistill.judge.runner import _fresh_uid
+
+    uids = [_fresh_uid() for _ in range(2000)]
+    assert len(set(uids)) == len(uids) and min(uids) >= 1 << 20
+    code = "import os\nprint(os.getuid())"
+    seen = {judge(Problem("u", "s", "stdin", tests=[TestCase("", "x")]), code, CFG).first_failure["actual"]
+            for _ in range(5)}
+    assert len(seen) == 5

@@ -24,7 +24,7 @@ from selfdistill.config import provenance, to_dict
 from selfdistill.errors import SelfdistillError, located
 from selfdistill.files import atomic_write_text, read_jsonl
 from selfdistill.generation import DecodingConfig, EngineConfig
-from selfdistill.judge import SandboxConfig, judge_many
+from selfdistill.judge import SandboxConfig, judge_description, judge_many
 from selfdistill.problems import Problem, ProblemSet, load_problems
 from selfdistill.prompts import extract_code
 from selfdistill.rollouts import generate, parse_shard
@@ -168,6 +168,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
         for r in rows:
             grouped[r["task_id"]].append(r)
     problems, samples = score(pset, grouped, config.sandbox, config.progress)
+    record["judge"] = judge_description(config.sandbox)
     record["provenance"] = provenance()
     return write_results(out, pset, problems, samples, record)
 

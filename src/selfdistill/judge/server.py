@@ -54,8 +54,13 @@ def run_job(job, fds):
     control_fd, result_fd, requests_fd = fds
     control = harness.Reporter(control_fd)
     try:
+        for procs in job.cgroup:  # before anything forks: all the sandbox's processes inherit it
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
         isolation.enter_sandbox(job, control, result_fd)
         isolation.set_limits(job.rlimits)
+        if job.isolation == "namespaces" and job.seccomp and not isolation.apply_seccomp():
+            raise RuntimeError("seccomp was asked for and pyseccomp/libseccomp is not available")
         faulthandler.disable()
         os.environ.clear()  # the zygote had a scrubbed environment; keep nothing at all
         control.send(event="ready")
