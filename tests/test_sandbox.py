@@ -1,6 +1,7 @@
 """The adversarial suite: each hostile program is contained, the host is untouched, the
 run ends in bounded time, and an honest program judged in the same batch still passes."""
 
+import json
 import os
 import shutil
 import signal
@@ -357,3 +358,64 @@ def test_sandbox_uids_never_repeat():
     seen = {judge(Problem("u", "s", "stdin", tests=[TestCase("", "x")]), code, CFG).first_failure["actual"]
             for _ in range(5)}
     assert len(seen) == 5
+
+
+NONROOT_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, {src!r})
+from selfdistill.judge import SandboxConfig, judge, judge_description
+from selfdistill.problems import Problem, TestCase
+cfg = SandboxConfig(timeout_s=3, memory_mb=512, max_processes=32)
+p = Problem("t", "s", "stdin", tests=[TestCase("1 2", "3")])
+unguard = {unguard!r}
+programs = [
+    "a, b = map(int, input().split())\\nprint(a + b)",
+    unguard + "open({victim!r}, 'w').write('gone')",
+    "import os\\nprint(os.path.exists({readme!r}), open('/proc/self/status').read().split('CapEff:')[1].split()[0])",
+    unguard + "import signal\\nfor pid in (-1, 1, os.getppid()):\\n    try:\\n        os.kill(pid, signal.SIGKILL)\\n    except OSError:\\n        pass\\nprint(3)",
+    unguard + "while True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        pass",
+]
+results = [judge(p, c, cfg) for c in programs]  # (the system Python has no tqdm for judge_many)
+print(json.dumps({{"uid": os.geteuid(), "judge": judge_description(cfg),
+                  "results": [r.to_json() for r in results]}}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
+                    reason="creating a user needs root")
+def test_judging_as_an_ordinary_user(tmp_path):
+    """No root: an unprivileged user namespace owns the sandbox's namespaces; the program is
+    root there with no capabilities, sees the minimal root, cannot touch a file its user
+    owns on the host, and the evaluator survives kill(-1) and a fork storm."""
+    user = "selfdistill-judge-test"
+    if subprocess.run(["id", user], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+                       check=True)
+    uid = int(subprocess.run(["id", "-u", user], capture_output=True, text=True).stdout)
+    gid = int(subprocess.run(["id", "-g", user], capture_output=True, text=True).stdout)
+    work = Path(f"/var/tmp/selfdistill-nonroot-{os.getpid()}")
+    work.mkdir(mode=0o755)
+    try:
+        victim = work / "victim.txt"
+        victim.write_text("keep me")
+        os.chown(victim, uid, gid)
+        project = Path(__file__).resolve().parents[1]
+        script = work / "run.py"
+        script.write_text(NONROOT_SCRIPT.format(src=str(project / "src"), unguard=UNGUARD,
+                                                victim=str(victim), readme=str(project / "README.md")))
+        # the system interpreter: the venv's may live under a home directory the user cannot enter
+        python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+        r = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--",
+                            "env", "-i", "PATH=/usr/bin:/bin", "HOME=/tmp", python, str(script)],
+                           capture_output=True, text=True, timeout=300, cwd=work)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        assert out["uid"] == uid and out["judge"]["user_namespace"] is True
+        honest, writer, looker, killer, storm = out["results"]
+        assert honest["status"] == "passed"
+        assert writer["status"] != "passed" and victim.read_text() == "keep me"
+        assert looker["first_failure"]["actual"].split() == ["False", "0000000000000000"]
+        assert killer["status"] in ("passed", "failed", "runtime_error")
+        assert storm["status"] in ("timeout", "runtime_error", "memory")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -23,7 +23,7 @@ except (ImportError, OSError):  # no pyseccomp, or no libseccomp.so.2
     seccomp = None
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
-CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWUSER = 0x20000000, 0x40000000, 0x10000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 32, 4096, 8192, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
@@ -67,7 +67,19 @@ def _bind(path, root, readonly=True):
         open(target, "w").close()  # noqa: SIM115 - a mount point for a file
     _mount(path, target, None, MS_BIND | MS_REC)
     flags = MS_BIND | MS_REMOUNT | MS_NOSUID | (MS_RDONLY | MS_NODEV if readonly else 0)
-    _mount(None, target, None, flags)
+    _mount(None, target, None, flags | _locked_flags(path))
+
+
+# statvfs flag -> mount flag, for the flags a user namespace may not clear on a bind remount
+_LOCKED = {os.ST_RDONLY: MS_RDONLY, os.ST_NOSUID: MS_NOSUID, os.ST_NODEV: MS_NODEV,
+           os.ST_NOEXEC: MS_NOEXEC, os.ST_NOATIME: 1024, os.ST_NODIRATIME: 2048,
+           os.ST_RELATIME: 1 << 21}
+
+
+def _locked_flags(path):
+    """The source mount's own restrictions, kept (a user namespace must keep them)."""
+    have = os.statvfs(path).f_flag
+    return sum(ms for st, ms in _LOCKED.items() if have & st)
 
 
 def _setup_mounts(job):
@@ -94,6 +106,9 @@ def _setup_mounts(job):
         os.makedirs(f"{root}/{d}", mode=0o755, exist_ok=True)
     _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={job.scratch_mb}m,mode=1777")
     _mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
+    # a fresh /proc for this PID namespace; before the host's root goes, because a user
+    # namespace may mount proc only where a fully visible one is already mounted
+    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     number = _PIVOT_ROOT.get(platform.machine())
     if number is None:
         raise SandboxError(f"pivot_root: unknown architecture {platform.machine()}")
@@ -101,19 +116,41 @@ def _setup_mounts(job):
     os.chdir("/")
     _sys(_libc.umount2(b"/.old", MNT_DETACH), "umount the host root")
     os.rmdir("/.old")
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     if not os.statvfs("/").f_flag & os.ST_RDONLY:
         raise SandboxError("the root filesystem is still writable inside the sandbox")
 
 
-def _drop_privileges(uid):
+def _drop_privileges(uid, user_namespace):
+    """Root: become `uid`, a uid of this sandbox's own. In a user namespace (no root on the
+    host) only our own uid is mapped, so stay it and drop every capability instead."""
     os.setsid()
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
+    if user_namespace:
+        _drop_capabilities()
+    else:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
     _sys(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     os.chdir("/tmp")
+
+
+PR_CAPBSET_DROP, _LINUX_CAPABILITY_VERSION_3 = 24, 0x20080522
+
+
+def _drop_capabilities():
+    for cap in range(64):  # the bounding set first (needs CAP_SETPCAP, which we still hold)
+        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
+    _sys(_libc.capset(header, data), "capset")
+
+
+def _map_user(uid, gid):
+    """In a fresh user namespace: this process is root there, and our own uid outside."""
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
 
 
 # What no judged program needs and what widens the kernel surface or lets a sandbox leave
@@ -165,12 +202,18 @@ def enter_sandbox(job, control, result_fd):
     new PID namespace) that reports on the control channel how the program ended; when the
     monitor exits, the kernel kills whatever is left inside."""
     namespaced = job.isolation == "namespaces"
+    user_namespace = namespaced and os.geteuid() != 0
     _die_with_parent()
     if namespaced:
+        flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
         try:
-            _sys(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS),
-                 "unshare")
-        except SandboxError as e:
+            if user_namespace:  # no root: an unprivileged user namespace owns the others
+                uid, gid = os.getuid(), os.getgid()
+                _sys(_libc.unshare(flags | CLONE_NEWUSER), "unshare (user namespace)")
+                _map_user(uid, gid)
+            else:
+                _sys(_libc.unshare(flags), "unshare")
+        except (SandboxError, OSError) as e:
             control.send(event="sandbox_error", error=str(e))
             os._exit(1)
     monitor = os.fork()
@@ -189,7 +232,7 @@ def enter_sandbox(job, control, result_fd):
     if program == 0:
         _die_with_parent()
         if namespaced:
-            _drop_privileges(job.uid)
+            _drop_privileges(job.uid, user_namespace)
         else:
             os.chdir(job.scratch)
         return

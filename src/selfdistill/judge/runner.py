@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import logging
 import os
 import random
 import selectors
@@ -66,6 +67,8 @@ class SandboxConfig:
     scratch_mb: int = field(default=64, metadata={"help": "size of the writable tmpfs (namespaces)"})
     isolation: str = field(default="namespaces", metadata={
         "help": "namespaces (OS-level sandbox) | none (process limits only; unsafe)"})
+    seccomp: str = field(default="auto", metadata={
+        "help": "syscall filter: auto (where pyseccomp is installed, else a warning) | on | off"})
     cpus: float = field(default=1.0, metadata={
         "help": "CPU share of each sandbox, in cores (cgroup), so a busy program cannot starve others"})
     packages: list[str] = field(default_factory=lambda: ["numpy"], metadata={
@@ -81,6 +84,8 @@ class SandboxConfig:
                 raise ValueError(f"sandbox.{name} must be positive")
         if self.workers < 0:
             raise ValueError("sandbox.workers must be >= 0")
+        if self.seccomp not in ("auto", "on", "off"):
+            raise ValueError("sandbox.seccomp must be auto, on or off")
         if self.cpus <= 0:
             raise ValueError("sandbox.cpus must be positive")
 
@@ -170,15 +175,60 @@ def _rlimits(config: SandboxConfig, deadline: float) -> dict[str, int]:
         "RLIMIT_CORE": 0,
         "RLIMIT_CPU": int(deadline) + 1,
     }
-    if config.isolation == "namespaces":  # per-uid, so only meaningful with a uid of its own
-        limits["RLIMIT_NPROC"] = config.max_processes
+    if config.isolation == "namespaces":  # counted per real uid
+        # as root every sandbox has a uid of its own; without root all share ours
+        limits["RLIMIT_NPROC"] = config.max_processes + (_own_tasks() if os.geteuid() else 0)
     return limits
+
+
+def _own_tasks() -> int:
+    """Processes and threads of our uid now (RLIMIT_NPROC counts them all)."""
+    uid, count = os.getuid(), 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid:
+                count += int(fields["Threads"])
+        except (OSError, KeyError, ValueError):
+            pass
+    return count
+
+
+@functools.cache
+def seccomp_available() -> bool:
+    """Whether the zygote's interpreter (`python -I`, so its own site-packages) can load
+    pyseccomp and libseccomp."""
+    probe = [sys.executable, "-I", "-c", "import pyseccomp"]
+    return subprocess.run(probe, capture_output=True, env=_ZYGOTE_ENV, cwd="/").returncode == 0
+
+
+def _use_seccomp(config: SandboxConfig) -> bool:
+    if config.isolation != "namespaces" or config.seccomp == "off":
+        return False
+    if seccomp_available():
+        return True
+    if config.seccomp == "on":
+        raise SandboxUnavailable("sandbox.seccomp is on but pyseccomp (or libseccomp.so.2) is not "
+                                 "installed; install pyseccomp or set sandbox.seccomp: auto")
+    _warn_once("judge: pyseccomp/libseccomp is not available; programs run without the syscall filter")
+    return False
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logging.getLogger(__name__).warning(message)
 
 
 def build_job(problem: Problem, code: str, config: SandboxConfig, referee: Referee, deadline: float) -> Job:
     """The sandbox's instructions: the program and the tests' inputs, never their outputs."""
     job = Job(mode=referee.mode, code=code, timeout=config.timeout_s, isolation=config.isolation,
               rlimits=_rlimits(config, deadline), scratch_mb=config.scratch_mb)
+    job.seccomp = _use_seccomp(config)
     if config.isolation == "namespaces":
         job.uid = _fresh_uid()
         job.expose, job.hide = host_view(tuple(config.packages))
@@ -566,6 +616,8 @@ def judge_description(config: SandboxConfig) -> dict[str, Any]:
             "verdicts": "decided in the evaluator from raw outputs",
             "isolation": config.isolation,
             "limits": cgroups.backend(),
+            "seccomp": config.isolation == "namespaces" and config.seccomp != "off" and seccomp_available(),
+            "user_namespace": config.isolation == "namespaces" and os.geteuid() != 0,
             "packages": list(config.packages)}
 
 

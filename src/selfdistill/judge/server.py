@@ -59,7 +59,7 @@ def run_job(job, fds):
                 f.write(str(os.getpid()))
         isolation.enter_sandbox(job, control, result_fd)
         isolation.set_limits(job.rlimits)
-        if job.isolation == "namespaces" and job.seccomp and not isolation.apply_seccomp():
+        if job.seccomp and not isolation.apply_seccomp():
             raise RuntimeError("seccomp was asked for and pyseccomp/libseccomp is not available")
         faulthandler.disable()
         os.environ.clear()  # the zygote had a scrubbed environment; keep nothing at all
