@@ -209,12 +209,15 @@ def test_sigterm_to_the_evaluator_takes_sandboxes_down(tmp_path):
 
 
 def test_refuses_to_run_unprotected_where_isolation_is_impossible(tmp_path):
-    """Without CAP_SYS_ADMIN no namespace can be made: one clear error, exit 2."""
+    """Without CAP_SYS_ADMIN and without user namespaces (here: a user namespace whose
+    max_user_namespaces is 0, and CAP_SYS_ADMIN dropped) no namespace can be made: one
+    clear error, exit 2."""
     rows = tmp_path / "c.jsonl"
     rows.write_text('{"task_id": "HumanEval/0", "completion": "```python\\nprint(1)\\n```"}\n')
     base = [sys.executable, "-m", "selfdistill.cli", "eval", "--problems", "humaneval",
             "--completions", str(rows), "--no-progress"]
-    drop = ["setpriv", "--bounding-set=-sys_admin", "--"]
+    drop = ["unshare", "--user", "--map-root-user", "sh", "-c",
+            'echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --bounding-set=-sys_admin -- "$@"', "sh"]
     r = subprocess.run(drop + base + ["--out", str(tmp_path / "a")], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("error: cannot set up the OS sandbox")
@@ -419,3 +422,21 @@ def test_judging_as_an_ordinary_user(tmp_path):
         assert storm["status"] in ("timeout", "runtime_error", "memory")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_root_without_cap_sys_admin_uses_a_user_namespace(tmp_path):
+    """Root in a container without CAP_SYS_ADMIN (here: dropped with setpriv) still gets the
+    full sandbox, through a user namespace."""
+    code = ("import os\nprint(os.path.exists('/var'), open('/proc/self/status').read()"
+            ".split('CapEff:')[1].split()[0])")
+    script = tmp_path / "judge.py"
+    script.write_text(
+        "from selfdistill.judge import SandboxConfig, judge, judge_description\n"
+        "from selfdistill.problems import Problem, TestCase\n"
+        "cfg = SandboxConfig(timeout_s=3)\n"
+        f"r = judge(Problem('t', 's', 'stdin', tests=[TestCase('', 'x')]), {code!r}, cfg)\n"
+        "print(judge_description(cfg)['user_namespace'], r.first_failure['actual'].strip())\n")
+    r = subprocess.run(["setpriv", "--bounding-set=-sys_admin", "--", sys.executable, str(script)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-3:] == ["True", "False", "0000000000000000"]

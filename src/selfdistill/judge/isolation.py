@@ -196,23 +196,34 @@ def set_limits(limits):
             resource.setrlimit(getattr(resource, name), (value, value))
 
 
+def _unshare():
+    """New mount, PID, network, IPC and UTS namespaces: directly as root with CAP_SYS_ADMIN,
+    else owned by a new unprivileged user namespace (an ordinary user, or root in a
+    container without CAP_SYS_ADMIN). Returns whether a user namespace was needed."""
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    if os.geteuid() == 0:
+        if _libc.unshare(flags) == 0:
+            return False
+        if ctypes.get_errno() != errno.EPERM:
+            _sys(-1, "unshare")
+    uid, gid = os.geteuid(), os.getegid()
+    _sys(_libc.unshare(flags | CLONE_NEWUSER),
+         "unshare (no CAP_SYS_ADMIN, and no unprivileged user namespace either)")
+    _map_user(uid, gid)
+    return True
+
+
 def enter_sandbox(job, control, result_fd):
-    """Returns in the program's process, with the control channel closed there. Above it
+    """Returns in the program's process (whether a user namespace was needed). Above it
     wait two processes of ours: the outer one and a monitor (with namespaces, PID 1 of the
     new PID namespace) that reports on the control channel how the program ended; when the
     monitor exits, the kernel kills whatever is left inside."""
     namespaced = job.isolation == "namespaces"
-    user_namespace = namespaced and os.geteuid() != 0
+    user_namespace = False
     _die_with_parent()
     if namespaced:
-        flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
         try:
-            if user_namespace:  # no root: an unprivileged user namespace owns the others
-                uid, gid = os.getuid(), os.getgid()
-                _sys(_libc.unshare(flags | CLONE_NEWUSER), "unshare (user namespace)")
-                _map_user(uid, gid)
-            else:
-                _sys(_libc.unshare(flags), "unshare")
+            user_namespace = _unshare()
         except (SandboxError, OSError) as e:
             control.send(event="sandbox_error", error=str(e))
             os._exit(1)
@@ -235,7 +246,7 @@ def enter_sandbox(job, control, result_fd):
             _drop_privileges(job.uid, user_namespace)
         else:
             os.chdir(job.scratch)
-        return
+        return user_namespace
     os.close(result_fd)  # the monitor writes only to the control channel
     while True:  # reap every orphan until the program itself ends
         pid, status = os.wait()

@@ -490,16 +490,23 @@ def _run(job: Job, referee: Referee, config: SandboxConfig, total: int, end: flo
     return result
 
 
+_OBSERVED: dict[str, Any] = {}
+
+
 def _control(event: dict[str, Any], exit_info: dict[str, Any]) -> None:
     kind = event["event"]
     if kind == "sandbox_error":
         raise SandboxUnavailable(
-            f"cannot set up the OS sandbox ({event.get('error')}); it needs root (or CAP_SYS_ADMIN) "
-            "and namespace support; --unsafe-no-isolation runs programs without it")
+            f"cannot set up the OS sandbox ({event.get('error')}); it needs CAP_SYS_ADMIN or "
+            "unprivileged user namespaces (sysctl user.max_user_namespaces > 0, and "
+            "kernel.unprivileged_userns_clone = 1 where that exists); --unsafe-no-isolation "
+            "runs programs without it (see SECURITY.md)")
     if kind == "harness_error":
         raise SelfdistillError(f"internal judge error (not the program's fault): {event.get('error')}")
     if kind == "exit":
         exit_info.update(event)
+    if kind == "ready":  # what the last sandbox that came up had, for judge_description
+        _OBSERVED.update(user_namespace=event.get("user_namespace"), seccomp=event.get("seccomp"))
 
 
 def _decide(chans: Channels, referee: Referee, total: int, end: float,
@@ -616,8 +623,9 @@ def judge_description(config: SandboxConfig) -> dict[str, Any]:
             "verdicts": "decided in the evaluator from raw outputs",
             "isolation": config.isolation,
             "limits": cgroups.backend(),
-            "seccomp": config.isolation == "namespaces" and config.seccomp != "off" and seccomp_available(),
-            "user_namespace": config.isolation == "namespaces" and os.geteuid() != 0,
+            # as the sandboxes reported them (None before the first one came up)
+            "seccomp": _OBSERVED.get("seccomp"),
+            "user_namespace": _OBSERVED.get("user_namespace"),
             "packages": list(config.packages)}
 
 

@@ -57,13 +57,13 @@ def run_job(job, fds):
         for procs in job.cgroup:  # before anything forks: all the sandbox's processes inherit it
             with open(procs, "w") as f:
                 f.write(str(os.getpid()))
-        isolation.enter_sandbox(job, control, result_fd)
+        user_namespace = isolation.enter_sandbox(job, control, result_fd)
         isolation.set_limits(job.rlimits)
         if job.seccomp and not isolation.apply_seccomp():
             raise RuntimeError("seccomp was asked for and pyseccomp/libseccomp is not available")
         faulthandler.disable()
         os.environ.clear()  # the zygote had a scrubbed environment; keep nothing at all
-        control.send(event="ready")
+        control.send(event="ready", user_namespace=user_namespace, seccomp=job.seccomp)
         os.close(control_fd)  # from here on, only the monitor can write to the control channel
     except Exception as e:  # noqa: BLE001 - our failure, not the program's
         control.send(event="harness_error", error=f"{type(e).__name__}: {e}")
