@@ -9,6 +9,7 @@ per-process rlimits alone and says so once.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import os
@@ -90,25 +91,40 @@ def _write(path: str, value: str) -> None:
 
 @dataclass
 class Cgroup:
-    """The groups of one sandbox; `procs` are the files its first process joins through."""
+    """The groups of one sandbox; `procs` are the files its first process joins through.
+    Groups are reused (one per sandbox at a time), so OOM kills count from `baseline`."""
 
     kind: str
     dirs: list[str]
     procs: list[str] = field(default_factory=list)
+    baseline: int = 0
+
+    def oom_kills(self) -> int:
+        name = "memory.events" if self.kind == "v2" else "memory.oom_control"
+        try:
+            with open(os.path.join(self.dirs[0], name)) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            pass
+        return 0
 
     def oom_killed(self) -> bool:
         """Whether the kernel killed a process of this sandbox for its memory limit."""
-        name = "memory.events" if self.kind == "v2" else "memory.oom_control"
-        memory_dir = self.dirs[0]
+        return self.oom_kills() > self.baseline
+
+    def empty(self) -> bool:
+        """No sandbox process left: at most the one nursery process that forks them."""
         try:
-            with open(os.path.join(memory_dir, name)) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key in ("oom_kill", "oom") and int(value) > 0:
-                        return True
-        except (OSError, ValueError):
-            pass
-        return False
+            for path in self.procs:
+                with open(path) as f:
+                    if len(f.read().split()) > 1:
+                        return False
+            return True
+        except OSError:
+            return False
 
     def remove(self) -> None:
         """Remove the groups once their processes are gone (they were just SIGKILLed)."""
@@ -125,11 +141,43 @@ class Cgroup:
                 log.warning("judge: could not remove cgroup %s", d)
 
 
-def create(memory_bytes: int, max_processes: int, cpus: float) -> Cgroup | None:
-    """A fresh group (or one per v1 controller) with the sandbox's limits; None where
-    cgroups are not available (see `backend`)."""
+_FREE: dict[tuple[int, int, float], list[Cgroup]] = {}
+_ALL: list[Cgroup] = []
+
+
+def acquire(memory_bytes: int, max_processes: int, cpus: float) -> Cgroup | None:
+    """A group with the sandbox's limits and no processes in it: a released one whose
+    processes are gone, else a new one. None where cgroups are not available."""
     if backend().startswith("rlimits"):
         return None
+    key = (memory_bytes, max_processes, cpus)
+    with _LOCK:
+        free = _FREE.setdefault(key, [])
+        for i, group in enumerate(free):
+            if group.empty():
+                del free[i]
+                group.baseline = group.oom_kills()
+                return group
+    group = _create(memory_bytes, max_processes, cpus)
+    with _LOCK:
+        if not _ALL:
+            atexit.register(_remove_all)
+        _ALL.append(group)
+    return group
+
+
+def release(group: Cgroup, memory_bytes: int, max_processes: int, cpus: float) -> None:
+    """Back to the pool; its processes were just killed and may still be exiting."""
+    with _LOCK:
+        _FREE.setdefault((memory_bytes, max_processes, cpus), []).append(group)
+
+
+def _remove_all() -> None:
+    for group in _ALL:
+        group.remove()
+
+
+def _create(memory_bytes: int, max_processes: int, cpus: float) -> Cgroup:
     kind, bases = _STATE["kind"], _STATE["info"]
     name = f"{os.getpid()}-{next(_COUNTER)}"
     period = 100_000
@@ -140,7 +188,7 @@ def create(memory_bytes: int, max_processes: int, cpus: float) -> Cgroup | None:
         _write(os.path.join(d, "memory.max"), str(memory_bytes))
         if os.path.exists(os.path.join(d, "memory.swap.max")):
             _write(os.path.join(d, "memory.swap.max"), "0")
-        _write(os.path.join(d, "pids.max"), str(max_processes))
+        _write(os.path.join(d, "pids.max"), str(max_processes + 1))  # + the nursery
         _write(os.path.join(d, "cpu.max"), f"{quota} {period}")
         return Cgroup("v2", [d], [os.path.join(d, "cgroup.procs")])
     dirs = {c: os.path.join(bases[c], name) for c in ("memory", "pids", "cpu")}
@@ -150,7 +198,7 @@ def create(memory_bytes: int, max_processes: int, cpus: float) -> Cgroup | None:
     swap = os.path.join(dirs["memory"], "memory.memsw.limit_in_bytes")
     if os.path.exists(swap):
         _write(swap, str(memory_bytes))
-    _write(os.path.join(dirs["pids"], "pids.max"), str(max_processes))
+    _write(os.path.join(dirs["pids"], "pids.max"), str(max_processes + 1))  # + the nursery
     _write(os.path.join(dirs["cpu"], "cpu.cfs_period_us"), str(period))
     _write(os.path.join(dirs["cpu"], "cpu.cfs_quota_us"), str(quota))
     ordered = [dirs["memory"], dirs["pids"], dirs["cpu"]]

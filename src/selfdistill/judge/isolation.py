@@ -46,7 +46,7 @@ def _mount(src, target, fstype, flags, data=None):
          f"mount {target}")
 
 
-def _die_with_parent():
+def die_with_parent():
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
@@ -66,8 +66,9 @@ def _bind(path, root, readonly=True):
     else:
         open(target, "w").close()  # noqa: SIM115 - a mount point for a file
     _mount(path, target, None, MS_BIND | MS_REC)
-    flags = MS_BIND | MS_REMOUNT | MS_NOSUID | (MS_RDONLY | MS_NODEV if readonly else 0)
-    _mount(None, target, None, flags | _locked_flags(path))
+    if readonly:  # (a device node keeps the flags of its own mount: nosuid, noexec)
+        flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_RDONLY | MS_NODEV
+        _mount(None, target, None, flags | _locked_flags(path))
 
 
 # statvfs flag -> mount flag, for the flags a user namespace may not clear on a bind remount
@@ -94,8 +95,9 @@ def _setup_mounts(job):
     root = "/tmp"  # only the mount point of the new root: nothing of the host's /tmp shows
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
     os.umask(0o022)
-    for path in sorted(set(job.expose)):
-        if os.path.lexists(path):
+    exposed = sorted(set(job.expose))
+    for path in exposed:  # a path inside another one comes with it (a recursive bind)
+        if os.path.lexists(path) and not any(path.startswith(p + "/") for p in exposed):
             _bind(path, root)
     for mask in job.hide:  # e.g. the base interpreter's own site-packages inside its stdlib
         if os.path.isdir(root + mask):
@@ -169,11 +171,14 @@ DENIED_SYSCALLS = (
 NAMESPACE_FLAGS = (0x10000000, 0x20000000, 0x40000000, 0x04000000, 0x08000000, 0x00020000, 0x02000000)
 
 
-def apply_seccomp():
-    """Load the filter (libseccomp through pyseccomp) in the program's process, after
-    no_new_privs and before the candidate runs. Returns False where it is not installed."""
+_FILTER = []  # the compiled filter program (BPF), built once in the zygote
+
+
+def prepare_seccomp():
+    """Build the filter with libseccomp (through pyseccomp) once and keep its BPF program,
+    so that each sandbox only loads it."""
     if seccomp is None:
-        return False
+        return
     f = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
     for name in DENIED_SYSCALLS:
         try:
@@ -186,7 +191,36 @@ def apply_seccomp():
         pass
     for flag in NAMESPACE_FLAGS:  # clone(2) may not make namespaces either
         f.add_rule(seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
-    f.load()
+    r, w = os.pipe()
+    try:
+        f.export_bpf(type("Fd", (), {"fileno": lambda self: w})())
+        os.close(w)
+        w = -1
+        chunks = []
+        while chunk := os.read(r, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    _FILTER.append(b"".join(chunks))
+
+
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+def apply_seccomp():
+    """Load the prepared filter in the program's process, after no_new_privs and before
+    the candidate runs. Returns False where pyseccomp/libseccomp are not installed."""
+    if not _FILTER:
+        return False
+    program = _FILTER[0]
+    prog = _SockFprog(len(program) // 8, program)  # struct sock_filter is 8 bytes
+    _sys(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
     return True
 
 
@@ -220,7 +254,7 @@ def enter_sandbox(job, control, result_fd):
     monitor exits, the kernel kills whatever is left inside."""
     namespaced = job.isolation == "namespaces"
     user_namespace = False
-    _die_with_parent()
+    die_with_parent()
     if namespaced:
         try:
             user_namespace = _unshare()
@@ -232,7 +266,7 @@ def enter_sandbox(job, control, result_fd):
         os.close(result_fd)
         os.waitpid(monitor, 0)
         os._exit(0)
-    _die_with_parent()
+    die_with_parent()
     if namespaced:
         try:
             _setup_mounts(job)
@@ -241,7 +275,7 @@ def enter_sandbox(job, control, result_fd):
             os._exit(1)
     program = os.fork()
     if program == 0:
-        _die_with_parent()
+        die_with_parent()
         if namespaced:
             _drop_privileges(job.uid, user_namespace)
         else:

