@@ -105,7 +105,8 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-model-len", type=int, default=4096, help="vllm: prompt + response tokens")
-    p.add_argument("--engines", default=",".join(ENGINES))
+    p.add_argument("--engines", default=",".join(ENGINES),
+                   help="comma-separated engines to run, or none to rewrite the table from the raw file")
     p.add_argument("--out", default=str(HERE.parent / "docs" / "benchmarks.md"))
     p.add_argument("--engine", help=argparse.SUPPRESS)
     p.add_argument("--json-out", help=argparse.SUPPRESS)
@@ -123,7 +124,9 @@ def main() -> None:
     # rows of engines not rerun are kept when they were measured with the same settings
     earlier = json.loads(raw.read_text()) if raw.exists() else {}
     same = all(earlier.get(k) == v for k, v in settings.items())
-    rerun = args.engines.split(",")
+    rerun = [] if args.engines == "none" else args.engines.split(",")  # none: re-render only
+    if not rerun and not same:
+        sys.exit(f"--engines none: {raw} was measured with other settings; nothing to render")
     results = [r for r in earlier.get("results", []) if same and r["engine"] not in rerun]
     for engine in rerun:
         tmp = Path(f"/tmp/sampling-throughput-{engine}.json")

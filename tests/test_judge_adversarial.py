@@ -55,6 +55,14 @@ def test_forged_events_on_every_fd_never_pass(line):
         assert r.status in ("failed", "judge_protocol", "runtime_error"), (line, r)
 
 
+def test_forgers_in_a_batch_leave_every_other_verdict_alone():
+    forgers = [(STDIN, forger([line], "print('wrong')\n")) for line in FORGED_LINES]
+    honest = [(STDIN, HONEST_STDIN), (CALL, HONEST_CALL), (CALL, "class Solution:\n    def add(self, a, b):\n        return a - b\n")]
+    results = judge_many(honest[:1] + forgers + honest[1:], CFG, progress=False)
+    assert [r.ok for r in results] == [True] + [False] * len(forgers) + [True, False]
+    assert results[-1].status == "failed" and results[-1].passed == 0
+
+
 def test_forged_events_then_exit_never_pass():
     code = forger(FORGED_LINES, "import os\nos._exit(0)\n")
     for problem in (STDIN, CALL):
