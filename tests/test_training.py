@@ -68,15 +68,82 @@ def test_presets_fill_only_unset_keys():
 
 
 def test_rerun_resumes_from_the_last_checkpoint(tmp_path, tiny_model_dir):
-    train(config(tmp_path, tiny_model_dir, max_steps=2, save_steps=1))
+    import shutil
+
+    cfg = config(tmp_path, tiny_model_dir, max_steps=4, save_steps=1)
+    train(cfg)
     first = json.loads((tmp_path / "t" / "loss.json").read_text())
-    assert (tmp_path / "t" / "checkpoints" / "checkpoint-2").is_dir()
-    # different data for the rerun: redone steps 1-2 would show different losses
-    other = tmp_path / "other.jsonl"
-    other.write_text("".join(json.dumps({"prompt": [{"role": "user", "content": "x"}],
-                                         "completion": "y" * (i + 1)}) + "\n" for i in range(8)))
-    result = train(config(tmp_path, tiny_model_dir, max_steps=4, save_steps=1, data=str(other)))
-    history = json.loads((tmp_path / "t" / "loss.json").read_text())
+    out = tmp_path / "t"
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    shutil.rmtree(out / "checkpoints" / "checkpoint-4")  # as if killed after step 3
+    shutil.rmtree(out / "model")
+    # other data under the same path: recomputed steps 1-3 would show other losses
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps({"prompt": [{"role": "user", "content": "x"}],
+                                                          "completion": "y" * (i + 1)}) + "\n" for i in range(8)))
+    result = train(cfg)
+    history = json.loads((out / "loss.json").read_text())
     assert result["steps"] == 4
     assert [h["step"] for h in history] == [1, 2, 3, 4]
-    assert history[:2] == first  # restored from the checkpoint, not recomputed
+    assert history[:3] == first[:3]  # restored from checkpoint-3, not recomputed
+    assert history[3] != first[3]
+
+
+def test_a_rerun_with_other_settings_is_refused(tmp_path, tiny_model_dir):
+    import pytest
+
+    from selfdistill.errors import SelfdistillError
+    from selfdistill.training import pin_settings
+
+    pin_settings(config(tmp_path, tiny_model_dir))
+    pin_settings(config(tmp_path, tiny_model_dir, progress=True))  # progress bars may change
+    with pytest.raises(SelfdistillError, match="learning_rate"):
+        pin_settings(config(tmp_path, tiny_model_dir, learning_rate=5e-3))
+
+
+def test_last_checkpoint_is_by_step_number(tmp_path):
+    from selfdistill.training import last_checkpoint
+
+    for step in (950, 1000, 99):
+        (tmp_path / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+    assert last_checkpoint(tmp_path).endswith("checkpoint-1000")
+    assert last_checkpoint(tmp_path / "none") is None
+
+
+def test_global_batch_is_kept_whatever_the_number_of_processes(tmp_path):
+    import pytest
+
+    from selfdistill.errors import SelfdistillError
+    from selfdistill.training import accumulation_steps
+
+    cfg = TrainConfig(model="m", data="d", out="o", global_batch_size=32, per_device_batch_size=2)
+    assert [accumulation_steps(cfg, n) for n in (1, 2, 8)] == [16, 8, 2]
+    with pytest.raises(SelfdistillError, match="not a multiple"):
+        accumulation_steps(cfg, 3)
+
+
+def test_yaml_floats_written_1e_4_are_numbers(tmp_path):
+    import pytest
+
+    from selfdistill.config import build, read_yaml
+    from selfdistill.errors import SelfdistillError
+
+    path = tmp_path / "t.yaml"
+    path.write_text("model: m\ndata: d\nout: o\nlearning_rate: 1e-4\nmin_learning_rate: 1e-5\n")
+    data = read_yaml(path)
+    assert data["learning_rate"] == "1e-4"  # what PyYAML (YAML 1.1) makes of it
+    assert build(TrainConfig, data).learning_rate == 1e-4
+    with pytest.raises(SelfdistillError, match="max_steps: 'ten' is not an integer"):
+        build(TrainConfig, {**data, "max_steps": "ten"})
+
+
+def test_a_run_refuses_an_unmerged_lora():
+    import pytest
+
+    from selfdistill.config import build, read_yaml
+    from selfdistill.errors import SelfdistillError
+    from selfdistill.pipeline import RunConfig
+
+    data = read_yaml("configs/cpu-demo.yaml")
+    data["training"] = {**data["training"], "merge_lora": False}
+    with pytest.raises(SelfdistillError, match="merge_lora must be true"):
+        build(RunConfig, data)

@@ -11,8 +11,10 @@ import dataclasses
 import datetime as _dt
 import functools
 import platform
+import re
 import subprocess
 import sys
+import types
 import typing
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -64,6 +66,8 @@ def build(cls: type, data: dict[str, Any], where: str = "config") -> Any:
             value = data[name]
             if sub is not None and isinstance(value, dict):
                 value = build(sub, value, f"{where}.{name}")
+            else:
+                value = _typed(value, hints[name], f"{where}.{name}")
             kwargs[name] = value
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             if sub is not None and _all_defaults(sub):
@@ -74,6 +78,56 @@ def build(cls: type, data: dict[str, Any], where: str = "config") -> Any:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
         raise SelfdistillError(f"{where}: {e}") from None
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """`value` checked against the field's type, with one-line errors. A float written
+    `1e-4` is a string to YAML 1.1 (PyYAML); it is read as the number it is."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _typed(value, arg, where)
+            except SelfdistillError:
+                continue
+        raise SelfdistillError(f"{where}: {value!r} is not {_describe(hint)}")
+    if hint is float:
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            return float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise SelfdistillError(f"{where}: {value!r} is not a number")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise SelfdistillError(f"{where}: {value!r} is not an integer")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise SelfdistillError(f"{where}: {value!r} is not true or false")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise SelfdistillError(f"{where}: {value!r} is not a string")
+    if origin is list:
+        if not isinstance(value, list):
+            raise SelfdistillError(f"{where}: {value!r} is not a list")
+        return [_typed(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else value
+    if origin is dict and not isinstance(value, dict):
+        raise SelfdistillError(f"{where}: {value!r} is not a mapping")
+    return value
+
+
+def _describe(hint: Any) -> str:
+    names = [getattr(a, "__name__", str(a)) for a in typing.get_args(hint) if a is not type(None)]
+    return " or ".join(names) + (" or null" if type(None) in typing.get_args(hint) else "")
 
 
 def _help(f: dataclasses.Field) -> str:

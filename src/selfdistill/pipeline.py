@@ -57,7 +57,10 @@ class RunConfig:
         bad = {"model", "data", "out"} & set(self.training)
         if bad:
             raise ValueError(f"training must not set {sorted(bad)}: the pipeline does")
-        self.train_config()  # validate the training keys now, not after an hour of sampling
+        train_config = self.train_config()  # validate the training keys now, not after sampling
+        if train_config.method == "lora" and not train_config.merge_lora:
+            raise ValueError("training.merge_lora must be true in a run: the SSD evaluation "
+                             "loads the trained model, not an adapter")
 
     def train_config(self) -> TrainConfig:
         data = with_preset({**self.training, "model": self.model,

@@ -8,8 +8,10 @@ completion ends with the chat template's end-of-turn token, which keeps its labe
 when the tokenizer's pad token equals its EOS (padding is masked by length, not by id).
 Optimiser as in the paper: AdamW (0.9, 0.95), weight decay 0.1, cosine decay from
 learning_rate to min_learning_rate after a linear warm-up, global batch by gradient
-accumulation. Writes DIR/model (LoRA merged unless merge_lora is false), DIR/loss.json,
-DIR/loss.png and DIR/train_config.json; rerunning resumes from the last checkpoint.
+accumulation (divided among the processes of a multi-process run). Writes DIR/settings.json
+when it starts, DIR/model (LoRA merged unless merge_lora is false), DIR/loss.json,
+DIR/loss.png and DIR/train_config.json; rerunning resumes from the last checkpoint, and
+only with the settings it started with.
 """
 
 from __future__ import annotations
@@ -108,6 +110,51 @@ def load_sft_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def world_size() -> int:
+    """Processes training together (accelerate and torchrun set WORLD_SIZE)."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def accumulation_steps(config: TrainConfig, processes: int) -> int:
+    """Gradient accumulation that keeps `global_batch_size` sequences per optimiser step
+    whatever the number of processes (each process runs per_device_batch_size at a time)."""
+    per_step = config.per_device_batch_size * processes
+    if config.global_batch_size % per_step:
+        raise SelfdistillError(
+            f"global_batch_size {config.global_batch_size} is not a multiple of "
+            f"per_device_batch_size {config.per_device_batch_size} x {processes} processes")
+    return config.global_batch_size // per_step
+
+
+def last_checkpoint(out: Path) -> str | None:
+    """The newest checkpoint under out/checkpoints, by step number (transformers' own
+    rule: checkpoint-1000 comes after checkpoint-950)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = out / "checkpoints"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def pin_settings(config: TrainConfig) -> None:
+    """Record the settings when the stage starts; a rerun with other settings would resume
+    the old checkpoints with their optimiser and scheduler state, so it is refused."""
+    out = Path(config.out)
+    pinned = {k: v for k, v in to_dict(config).items() if k != "progress"}
+    path = out / "settings.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        changed = sorted(k for k in set(stored) | set(pinned) if stored.get(k) != pinned.get(k))
+        if changed:
+            raise SelfdistillError(
+                f"{out} was started with other settings ({', '.join(changed)}); use a new output "
+                "directory or remove this one")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(pinned, indent=1))
+
+
 def build_trainer(config: TrainConfig):
     """An SFTTrainer ready to train; separate from `train` so tests can inspect it."""
     import torch
@@ -120,7 +167,7 @@ def build_trainer(config: TrainConfig):
     tokenizer = load_tokenizer(ref)
     model = load_model(ref, dtype="float32")
     rows = load_sft_rows(Path(config.data))
-    accumulation = config.global_batch_size // config.per_device_batch_size
+    accumulation = accumulation_steps(config, world_size())
     args = SFTConfig(
         output_dir=str(Path(config.out) / "checkpoints"),
         max_steps=config.max_steps,
@@ -163,9 +210,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """The `train` stage's entry point; returns a summary with the loss history."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    pin_settings(config)
     trainer = build_trainer(config)
-    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    trainer.train(resume_from_checkpoint=last_checkpoint(out))
     model = trainer.model
     if config.method == "lora" and config.merge_lora:
         model = model.merge_and_unload()
