@@ -95,3 +95,27 @@ def test_killed_process_resumes_to_identical_file(tmp_path, tiny_model_dir):
 def test_filters(name, kept):
     rows = [{"completion": c} for c in ["", "one line", "a\nb", "a\nb\nccccccccc", "x\ny\nzzzzzzzzzzzzzzzzzz"]]
     assert len(apply_filter(rows, name)) == kept
+
+
+def test_resume_is_keyed_on_the_models_content_not_its_name(tmp_path, tiny_model_dir, capsys):
+    """A model directory retrained in place must not resume into the file its old weights
+    started (and a prompt template change is keyed the same way)."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    out = tmp_path / "a"
+    run_sample(out, model_dir)
+    meta = json.loads((out / "generations.jsonl.meta.json").read_text())
+    assert meta["model_content"].startswith("sha256:") and len(meta["templates_sha256"]) == 64
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    model.save_pretrained(model_dir)  # retrained in place
+    from selfdistill.errors import SelfdistillError
+
+    with pytest.raises(SelfdistillError, match="model_content"):
+        run_sample(out, model_dir)

@@ -147,3 +147,26 @@ def test_a_run_refuses_an_unmerged_lora():
     data["training"] = {**data["training"], "merge_lora": False}
     with pytest.raises(SelfdistillError, match="merge_lora must be true"):
         build(RunConfig, data)
+
+
+def test_every_train_field_is_a_flag_and_the_resolved_arguments_are_recorded(tmp_path, tiny_model_dir):
+    import dataclasses
+
+    from selfdistill.cli import _load, build_parser, main
+
+    parser = build_parser()
+    flags = {a.dest for a in parser._subparsers._group_actions[0].choices["train"]._actions}
+    assert {f.name for f in dataclasses.fields(TrainConfig)} <= flags
+    args = parser.parse_args(["train", "--model", "m", "--data", "d", "--out", "o", "--merge-lora", "false",
+                              "--bf16", "auto", "--adam-beta2", "0.99", "--gradient-checkpointing", "true"])
+    cfg = _load(TrainConfig, args)
+    assert (cfg.merge_lora, cfg.bf16, cfg.adam_beta2, cfg.gradient_checkpointing) == (False, "auto", 0.99, True)
+    samples = write_samples(tmp_path / "s.jsonl")
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(samples), "--out", str(tmp_path / "t"),
+                 "--max-steps", "1", "--global-batch-size", "2", "--per-device-batch-size", "2",
+                 "--bf16", "false", "--learning-rate", "1e-3", "--min-learning-rate", "1e-4",
+                 "--no-progress"]) == 0
+    record = json.loads((tmp_path / "t" / "train_config.json").read_text())
+    assert record["training_arguments"]["max_grad_norm"] == 1.0
+    assert record["training_arguments"]["adam_epsilon"] == 1e-8
+    assert record["gradient_accumulation_steps"] == 1 and record["world_size"] == 1

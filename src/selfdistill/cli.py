@@ -66,6 +66,37 @@ def _add_flags(parser: argparse.ArgumentParser, flags: dict[str, tuple[type, str
                             default=None, help=help_)
 
 
+def _flag_type(hint: Any) -> Any:
+    """argparse type for a config field's type hint (bool flags take true/false)."""
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if set(args) == {bool, str}:
+            return lambda text: _boolean(text) if text.lower() in ("true", "false", "1", "0", "yes", "no") else text
+        hint = args[0] if len(args) == 1 else str
+    return _boolean if hint is bool else hint if hint in (int, float, str) else str
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, where: str) -> None:
+    """One flag per field of a config dataclass, typed from its hint, with its help: the
+    dataclass is the one source of truth."""
+    import dataclasses
+    import importlib
+    import typing
+
+    module, name = where.rsplit(".", 1)
+    cls = getattr(importlib.import_module(f"selfdistill.{module}"), name)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == "progress":
+            parser.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+            continue
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_flag_type(hints[f.name]),
+                            help=f.metadata.get("help"))
+
+
 def _add_generation_flags(p: argparse.ArgumentParser, stage: str) -> None:
     """Flags shared by the stages that generate: model, problems, output, decoding."""
     p.add_argument("--config", help=f"YAML whose keys mirror the {stage} config")
@@ -172,16 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="plain SFT on the samples (full or LoRA)")
     p.add_argument("--config", help="YAML whose keys mirror the train config")
-    p.add_argument("--model", help="model to fine-tune")
-    p.add_argument("--data", help="samples.jsonl from `sample`")
-    p.add_argument("--out", help="output directory")
-    p.add_argument("--preset", help="paper-instruct | paper-thinking")
-    p.add_argument("--method", help="full | lora")
-    for name, tp in (("learning_rate", float), ("min_learning_rate", float), ("warmup_steps", int),
-                     ("max_steps", int), ("global_batch_size", int), ("per_device_batch_size", int),
-                     ("max_seq_length", int), ("lora_r", int), ("seed", int)):
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=tp)
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+    _add_dataclass_flags(p, "training.TrainConfig")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("merge", help="join the shards of a sharded sample or eval")

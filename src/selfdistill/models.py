@@ -49,6 +49,54 @@ class ModelRef:
                 "sha256": self.sha256}
 
 
+# files of a model directory whose content decides what it generates
+_CONTENT = ("*.safetensors", "*.bin", "*.pt", "*.gguf", "config.json", "generation_config.json",
+            "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+            "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json",
+            "adapter_config.json")
+
+
+def fingerprint(ref: ModelRef) -> str:
+    """A content hash of the model: the GGUF's sha256, a directory's files (weights, config,
+    tokenizer, chat template; each file's sha256 remembered in the cache by size and
+    mtime, so a model is read once), or a hub id at the commit in the local hub cache."""
+    if ref.sha256:
+        return "sha256:" + ref.sha256
+    path = Path(ref.location)
+    if path.is_dir():
+        import hashlib
+
+        files = sorted({f for pattern in _CONTENT for f in path.glob(pattern) if f.is_file()})
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(f"{f.name}\0{_file_sha256(f)}\n".encode())
+        return "sha256:" + digest.hexdigest()
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot = Path(snapshot_download(ref.location, local_files_only=True))
+        return f"hub:{ref.location}@{snapshot.name}"
+    except Exception:  # noqa: BLE001 - not in the local cache: the id is all we know
+        return f"hub:{ref.location}"
+
+
+def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    memo_path = cache_dir() / "file-sha256.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if key not in memo:
+        memo[key] = sha256_file(path)
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, memo_path)
+    return memo[key]
+
+
 def cache_dir() -> Path:
     base = os.environ.get("SELFDISTILL_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "selfdistill"

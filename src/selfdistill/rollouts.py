@@ -13,6 +13,7 @@ rather than mixing two distributions in one file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict
@@ -138,6 +139,15 @@ def run_rollouts(
     return sorted(kept, key=lambda r: order[(r["task_id"], r["sample_index"])])
 
 
+def model_content(model: str, engine: EngineConfig) -> str:
+    """The model's content hash (models.fingerprint); a served model is known by name only."""
+    if engine.backend == "openai":
+        return f"served:{model}@{engine.base_url}"
+    from selfdistill.models import fingerprint, resolve_model
+
+    return fingerprint(resolve_model(model))
+
+
 def generate(
     model: str,
     engine: EngineConfig,
@@ -156,8 +166,12 @@ def generate(
     try:
         described = backend.describe()
         sampler = backend.effective_sampler(decoding)
-        meta = {"model": model, **source, "decoding": asdict(decoding), "engine": engine.output_settings(),
-                "dtype_resolved": described.get("dtype"), "shard": shard}
+        # content, not names: a model retrained in place or a changed prompt template must
+        # not resume into the same file
+        meta = {"model": model, "model_content": model_content(model, engine), **source,
+                "decoding": asdict(decoding), "engine": engine.output_settings(),
+                "dtype_resolved": described.get("dtype"), "shard": shard,
+                "templates_sha256": hashlib.sha256(json.dumps(TEMPLATES, sort_keys=True).encode()).hexdigest()}
         rows = run_rollouts(backend, problems, decoding, batch_size, path, meta, progress,
                             parse_shard(shard))
     finally:

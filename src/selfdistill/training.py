@@ -231,7 +231,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     bf16, why = resolve_bf16(config.bf16)
     record = {"stage": "train", **to_dict(config), "resolved_preset": PRESETS.get(config.preset or ""),
               "bf16_resolved": bf16, "bf16_reason": why,
-              "train_rows": len(trainer.train_dataset), "provenance": provenance()}
+              "train_rows": len(trainer.train_dataset), "world_size": world_size(),
+              "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
+              # every TrainingArguments value, defaults included (max_grad_norm, adam_epsilon, ...)
+              "training_arguments": json.loads(json.dumps(trainer.args.to_dict(), default=str)),
+              "provenance": provenance()}
     atomic_write_text(out / "train_config.json", json.dumps(record, indent=1))
     return {"model_dir": str(model_dir), "steps": trainer.state.global_step,
             "first_loss": history[0]["loss"] if history else None,
