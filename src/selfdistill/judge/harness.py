@@ -113,6 +113,25 @@ def report_value(rep, i, value, classes):
     rep.send(event="return", i=i, value=data)
 
 
+def call_and_report(rep, i, call, classes, timeout):
+    """Run `call()` under the per-test alarm and send its value (or its exception) for
+    test i; False when the program failed and the job should stop."""
+    signal.alarm(timeout)
+    try:
+        value = call()
+        signal.alarm(0)
+    except BaseException as e:  # noqa: BLE001 - the exception is the outcome
+        signal.alarm(0)
+        report_error(rep, i, e)
+        return False
+    signal.alarm(timeout)
+    try:
+        report_value(rep, i, value, classes)
+    finally:
+        signal.alarm(0)
+    return True
+
+
 def lcb_guard():
     """LiveCodeBench's reliability_guard: the functions it disables are disabled here too,
     so a program that uses one fails as it does there (quit() among them; exit() is not)."""
@@ -240,19 +259,8 @@ def run_call(job, rep):
         except ValueError as e:
             rep.send(event="error", i=i, status="runtime_error", error=f"bad test input JSON: {e}")
             return
-        signal.alarm(job.timeout)
-        try:
-            value = method(*args)
-            signal.alarm(0)
-        except BaseException as e:  # noqa: BLE001
-            signal.alarm(0)
-            report_error(rep, i, e)
+        if not call_and_report(rep, i, lambda: method(*args), job.classes, job.timeout):  # noqa: B023
             return
-        signal.alarm(job.timeout)
-        try:
-            report_value(rep, i, value, job.classes)
-        finally:
-            signal.alarm(0)
 
 
 def _module_with_prelude(job):
@@ -274,23 +282,16 @@ def run_split(job, rep):
     tests_cls = namespace["_SelfdistillTests"]
     for i, (method_name, args_src) in enumerate(job.tests):
         rep.send(event="start", i=i)
-        signal.alarm(job.timeout)
-        try:
+
+        def inside(method_name=method_name, args_src=args_src):
             args = eval(args_src, namespace)
             obj = tests_cls()
             if hasattr(obj, "setup_method"):
                 obj.setup_method()
-            exports = getattr(obj, "_inside_" + method_name)(*args)
-            signal.alarm(0)
-        except BaseException as e:  # noqa: BLE001
-            signal.alarm(0)
-            report_error(rep, i, e)
+            return getattr(obj, "_inside_" + method_name)(*args)
+
+        if not call_and_report(rep, i, inside, job.classes, job.timeout):
             return
-        signal.alarm(job.timeout)
-        try:
-            report_value(rep, i, exports, job.classes)
-        finally:
-            signal.alarm(0)
 
 
 def run_rpc(job, rep, requests):
@@ -308,19 +309,8 @@ def run_rpc(job, rep, requests):
         line, buf = buf.split(b"\n", 1)
         args = decode(json.loads(line))  # the evaluator's own message
         rep.send(event="start", i=0)
-        signal.alarm(job.timeout)
-        try:
-            value = fn(*args)
-            signal.alarm(0)
-        except BaseException as e:  # noqa: BLE001
-            signal.alarm(0)
-            report_error(rep, 0, e)
+        if not call_and_report(rep, 0, lambda: fn(*args), (), job.timeout):  # noqa: B023
             return
-        signal.alarm(job.timeout)
-        try:
-            report_value(rep, 0, value, ())
-        finally:
-            signal.alarm(0)
 
 
 def run_script(job, rep):
