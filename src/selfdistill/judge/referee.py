@@ -153,7 +153,7 @@ def _case_args(args_src: str, nparams: int) -> list[ast.expr]:
     node = ast.parse(args_src, mode="eval").body
     if nparams == 1:
         return [node]
-    if not isinstance(node, ast.Tuple) or len(node.elts) != nparams:
+    if not isinstance(node, (ast.Tuple, ast.List)) or len(node.elts) != nparams:  # pytest takes either
         raise ValueError(f"test case {args_src[:40]!r} does not have {nparams} values")
     return node.elts
 
