@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from selfdistill.evaluation import compute_metrics, pass_at_k
+from selfdistill.metrics import compute_metrics, format_interval, paired_comparison, pass_at_k, sign_test
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,36 @@ def test_metrics_average_over_problems_and_split_by_difficulty():
     assert "pass@5" not in m  # needs 5 samples; only 4 exist
     assert m["by_difficulty"]["easy"]["pass@1"] == pytest.approx(0.75)
     assert m["by_difficulty"]["hard"]["count"] == 1
+
+
+def _records(outcomes, n=1):
+    return [{"task_id": f"t{i}", "n": n, "correct": c, "difficulty": "easy"} for i, c in enumerate(outcomes)]
+
+
+def test_sign_test_is_exact():
+    # 8 wins, 1 loss: P(X <= 1 | Bin(9, 1/2)) * 2 = 2 * (1 + 9) / 512
+    assert sign_test(8, 1) == pytest.approx(20 / 512)
+    assert sign_test(3, 3) == 1.0
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(5, 0) == pytest.approx(2 / 32)
+
+
+def test_paired_comparison_counts_wins_and_losses():
+    a = _records([1, 0, 0, 1, 0])
+    b = _records([1, 1, 1, 0, 0])
+    row = paired_comparison(a, b, k=1, samples=500, seed=0)
+    assert (row["wins"], row["losses"], row["ties"]) == (2, 1, 2)
+    assert row["delta"] == pytest.approx(0.2)
+    assert row["low"] <= row["delta"] <= row["high"]
+    assert row["sign_test_p"] == pytest.approx(sign_test(2, 1))
+
+
+def test_no_solved_problems_is_said_not_a_degenerate_interval():
+    row = paired_comparison(_records([0, 0, 0]), _records([0, 0, 0]), k=1, samples=100, seed=0)
+    assert row["low"] is None and row["note"] == "no solved problems"
+    assert format_interval(row) == "no solved problems"
+
+
+def test_paired_comparison_refuses_unpaired_records():
+    with pytest.raises(ValueError):
+        paired_comparison(_records([1, 0]), _records([1, 0])[::-1], k=1, samples=10, seed=0)

@@ -5,9 +5,8 @@
         --temperature 0 --top-k 0 --top-p 1 --min-p 0 --max-tokens 768 --seed 0 --out runs/base
 
 Writes DIR/results.json (config, metrics, per-problem verdicts), DIR/samples.jsonl (every
-raw response with its extracted code and verdict) and prints a table. pass@k uses the
-unbiased estimator 1 - C(n-c, k)/C(n, k), averaged over problems, overall and by
-difficulty, for each k in 1, 2, 5, 10, ... up to the smallest n.
+raw response with its extracted code and verdict) and prints a table: pass@k (metrics.py)
+overall and by difficulty, for each k in 1, 2, 5, 10, ... up to the smallest n.
 """
 
 from __future__ import annotations
@@ -18,19 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from selfdistill.config import provenance, to_dict
 from selfdistill.errors import SelfdistillError, located
 from selfdistill.files import atomic_write_text, read_jsonl
 from selfdistill.generation import DecodingConfig, EngineConfig
 from selfdistill.judge import SandboxConfig, judge_description, judge_many
+from selfdistill.metrics import compute_metrics
 from selfdistill.problems import Problem, ProblemSet, load_problems
 from selfdistill.prompts import extract_code
 from selfdistill.rollouts import generate, parse_shard
-
-K_VALUES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
-
 
 @dataclass
 class EvalConfig:
@@ -68,37 +63,6 @@ class EvalResult:
     metrics: dict[str, Any]
     problems: list[dict[str, Any]]
     out: Path
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k for one problem with n samples of which c are correct."""
-    if k > n:
-        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
-    if n - c < k:
-        return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
-
-
-def compute_metrics(problems: list[dict[str, Any]]) -> dict[str, Any]:
-    """pass@k overall and by difficulty for every k the smallest n allows."""
-    if not problems:
-        return {"count": 0}
-    min_n = min(p["n"] for p in problems)
-    ks = [k for k in K_VALUES if k <= min_n]
-
-    def summarise(group: list[dict[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {"count": len(group)}
-        for k in ks:
-            out[f"pass@{k}"] = float(np.mean([pass_at_k(p["n"], p["correct"], k) for p in group]))
-        return out
-
-    metrics = summarise(problems)
-    by_diff: dict[str, list] = defaultdict(list)
-    for p in problems:
-        by_diff[p["difficulty"] or "unknown"].append(p)
-    metrics["by_difficulty"] = {d: summarise(g) for d, g in sorted(by_diff.items())}
-    metrics["n_min"] = min_n
-    return metrics
 
 
 def read_completions(path: Path, known: dict[str, Problem]) -> dict[str, list[dict[str, Any]]]:

@@ -1,8 +1,10 @@
-"""report.md for a run: base vs SSD pass@k with paired bootstrap 95% intervals.
+"""report.md for a run: base vs SSD pass@k with paired bootstrap 95% intervals, per-problem
+win/loss counts and an exact sign test (metrics.py).
 
 The interval of a difference resamples problems with replacement (the same problems for
 both models, hence paired) and takes the 2.5th and 97.5th percentiles of the mean
-per-problem difference in pass@k.
+per-problem difference in pass@k. Where neither model solved a problem of a subset, the
+subset says "no solved problems" instead of a degenerate interval.
 """
 
 from __future__ import annotations
@@ -11,39 +13,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from selfdistill.evaluation import pass_at_k
 from selfdistill.files import atomic_write_text
-
-
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int, seed: int) -> tuple[float, float, float]:
-    """Mean of b - a and its 95% interval over problems resampled with replacement."""
-    diff = b - a
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(diff), size=(samples, len(diff)))
-    means = diff[idx].mean(axis=1)
-    return float(diff.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+from selfdistill.metrics import format_interval, ks_for, paired_comparison, subsets
 
 
 def compare(base: dict[str, Any], ssd: dict[str, Any], samples: int, seed: int) -> list[dict[str, Any]]:
-    """Rows (subset, k, base, ssd, delta, low, high) over problems both runs judged."""
-    b = {p["task_id"]: p for p in base["problems"]}
+    """Rows (subset, k, base, ssd, delta, low, high, wins, losses, ties, sign_test_p) over
+    the problems both runs judged."""
     s = {p["task_id"]: p for p in ssd["problems"]}
-    common = [t for t in b if t in s]
-    n_min = min(min(b[t]["n"] for t in common), min(s[t]["n"] for t in common))
-    ks = [k for k in (1, 2, 5, 10, 20, 50, 100) if k <= n_min]
-    subsets = {"overall": common}
-    for t in common:
-        subsets.setdefault(b[t]["difficulty"] or "unknown", []).append(t)
+    common = [p for p in base["problems"] if p["task_id"] in s]
+    if not common:
+        raise ValueError("the two runs share no problems")
+    n_min = min(min(p["n"] for p in common), min(s[p["task_id"]]["n"] for p in common))
     rows = []
-    for name, ids in subsets.items():
-        for k in ks:
-            pb = np.array([pass_at_k(b[t]["n"], b[t]["correct"], k) for t in ids])
-            ps = np.array([pass_at_k(s[t]["n"], s[t]["correct"], k) for t in ids])
-            delta, low, high = paired_bootstrap(pb, ps, samples, seed)
-            rows.append({"subset": name, "problems": len(ids), "k": k, "base": float(pb.mean()),
-                         "ssd": float(ps.mean()), "delta": delta, "low": low, "high": high})
+    for name, group in subsets(common).items():
+        other = [s[p["task_id"]] for p in group]
+        for k in ks_for(n_min):
+            row = paired_comparison(group, other, k, samples, seed)
+            row["base"], row["ssd"] = row.pop("a"), row.pop("b")
+            rows.append({"subset": name, **row})
     return rows
 
 
@@ -67,14 +55,18 @@ def write_report(root: Path, config: Any, base: dict[str, Any], ssd: dict[str, A
         f"- training: {json.dumps(config.training)}",
         f"- date {prov['date']}, git {prov['git_revision']}",
         "",
-        "## pass@k, base vs SSD (percent; paired bootstrap 95% interval of the difference over problems)",
+        "## pass@k, base vs SSD",
         "",
-        "| subset | problems | k | base | SSD | diff | 95% interval |",
-        "|---|---|---|---|---|---|---|",
+        "Percent; the difference with its paired bootstrap 95% interval over problems; wins/losses:",
+        "problems where SSD's pass@k is higher/lower; p: two-sided exact sign test on them.",
+        "",
+        "| subset | problems | k | base | SSD | diff [95% interval] | wins/losses/ties | p |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['subset']} | {r['problems']} | {r['k']} | {pct(r['base'])} | {pct(r['ssd'])} | "
-                     f"{100 * r['delta']:+.1f} | [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}] |")
+                     f"{format_interval(r)} | {r['wins']}/{r['losses']}/{r['ties']} | "
+                     f"{r['sign_test_p']:.3g} |")
     lines += [
         "",
         "## SSD data (from `sample`)",
