@@ -4,7 +4,13 @@ import math
 
 import pytest
 
-from selfdistill.metrics import compute_metrics, format_interval, paired_comparison, pass_at_k, sign_test
+from selfdistill.metrics import (
+    compute_metrics,
+    format_interval,
+    paired_comparison,
+    pass_at_k,
+    sign_test,
+)
 
 
 @pytest.mark.parametrize(

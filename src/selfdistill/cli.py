@@ -5,6 +5,7 @@
     selfdistill sample [--config YAML] --model M --problems SPEC ... --out DIR
     selfdistill train  [--config YAML] --model M --data DIR/samples.jsonl --out DIR
     selfdistill merge  SHARD_DIR... --out DIR
+    selfdistill toy    [--config YAML] [--t-train T ...] [--out DIR]
     selfdistill run    CONFIG.yaml
 
 Every flag overrides the YAML key of the same name (decoding, engine and sandbox flags land
@@ -72,6 +73,9 @@ def _flag_type(hint: Any) -> Any:
     import typing
 
     args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is list and args and args[0] in (int, float, str):
+        item = args[0]
+        return lambda text: [item(x) for x in text.split(",") if x.strip()]  # 1,5,10
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         if set(args) == {bool, str}:
             return lambda text: _boolean(text) if text.lower() in ("true", "false", "1", "0", "yes", "no") else text
@@ -173,6 +177,15 @@ def cmd_merge(args: argparse.Namespace) -> None:
     print(format_summary(result) if "generated" in result else format_table(result, title=args.out))
 
 
+def cmd_toy(args: argparse.Namespace) -> None:
+    from selfdistill.toy import ToyConfig, format_toy, run_toy
+
+    config = _load(ToyConfig, args)
+    print(format_toy(run_toy(config)))
+    if config.out:
+        print(f"written: {config.out}/toy.json, toy.png, toy.svg")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from selfdistill.pipeline import RunConfig, run
 
@@ -210,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+", help="the shards' output directories")
     p.add_argument("--out", required=True, help="merged output directory")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("toy", help="SSD's lock/fork mechanism computed exactly on a toy language")
+    p.add_argument("--config", help="YAML whose keys mirror the toy config")
+    _add_dataclass_flags(p, "toy.ToyConfig")
+    p.set_defaults(func=cmd_toy)
 
     p = sub.add_parser("run", help="the whole SSD loop from one YAML config")
     p.add_argument("config", help="run config YAML (see configs/)")

@@ -27,6 +27,7 @@ from selfdistill.problems import Problem, ProblemSet, load_problems
 from selfdistill.prompts import extract_code
 from selfdistill.rollouts import generate, parse_shard
 
+
 @dataclass
 class EvalConfig:
     """Evaluate responses (from a file or a model) on a problem set."""

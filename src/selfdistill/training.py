@@ -243,11 +243,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 
 def plot_loss(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
+    from selfdistill.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
     ax.set_xlabel("optimiser step")

@@ -1,0 +1,46 @@
+"""The decoding distribution, exactly: temperature, then top-k, top-p and min-p, in that
+order (generation.TRANSFORM_ORDER), on rows of logits sorted in descending order.
+
+Used where the distribution itself is the object of study (`toy`, `analyze`), so both
+compute what a sampler draws from with the same semantics as the engines:
+- temperature 0 is greedy: all mass on the most likely token;
+- top-k keeps the k most likely tokens (0 = off);
+- top-p keeps the smallest prefix of the sorted tokens whose mass reaches p (the token that
+  crosses p is kept; 1.0 = off), measured after temperature and top-k;
+- min-p keeps tokens whose probability is at least min_p times the largest (0 = off).
+Temperature never reorders tokens, so one sort serves every temperature.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def decoded(sorted_logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
+            min_p: float) -> torch.Tensor:
+    """Probabilities (same shape, same sorted order) a sampler with these settings draws from."""
+    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1 or not 0 <= min_p < 1:
+        raise ValueError("temperature >= 0, top_k >= 0, 0 < top_p <= 1, 0 <= min_p < 1")
+    if temperature == 0:
+        probs = torch.zeros_like(sorted_logits)
+        probs[..., 0] = 1.0
+        return probs
+    logits = sorted_logits / temperature
+    vocab = logits.shape[-1]
+    keep = torch.ones_like(logits, dtype=torch.bool)
+    if 0 < top_k < vocab:
+        keep[..., top_k:] = False
+    probs = torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
+    if top_p < 1.0:
+        before = torch.cumsum(probs, dim=-1) - probs  # mass strictly ahead of each token
+        keep &= before < top_p
+        probs = torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
+    if min_p > 0.0:
+        keep &= probs >= min_p * probs[..., :1]
+        probs = torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
+    return probs
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy in nats of each row (0 log 0 = 0)."""
+    return -(probs * torch.log(probs.clamp_min(1e-30))).where(probs > 0, torch.zeros_like(probs)).sum(-1)
