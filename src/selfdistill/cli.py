@@ -5,6 +5,7 @@
     selfdistill sample [--config YAML] --model M --problems SPEC ... --out DIR
     selfdistill train  [--config YAML] --model M --data DIR/samples.jsonl --out DIR
     selfdistill merge  SHARD_DIR... --out DIR
+    selfdistill analyze [--config YAML] --samples FILE --base M --ssd M --top-k K --top-p P --min-p M --out DIR
     selfdistill toy    [--config YAML] [--t-train T ...] [--out DIR]
     selfdistill run    CONFIG.yaml
 
@@ -177,6 +178,14 @@ def cmd_merge(args: argparse.Namespace) -> None:
     print(format_summary(result) if "generated" in result else format_table(result, title=args.out))
 
 
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from selfdistill.analyze import AnalyzeConfig, analyze, format_analysis
+
+    config = _load(AnalyzeConfig, args)
+    print(format_analysis(analyze(config)))
+    print(f"written: {config.out}/analyze.json, analyze.png, analyze.svg")
+
+
 def cmd_toy(args: argparse.Namespace) -> None:
     from selfdistill.toy import ToyConfig, format_toy, run_toy
 
@@ -223,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+", help="the shards' output directories")
     p.add_argument("--out", required=True, help="merged output directory")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("analyze", help="lock/fork diagnostics: teacher-force responses through base and SSD")
+    p.add_argument("--config", help="YAML whose keys mirror the analyze config")
+    _add_dataclass_flags(p, "analyze.AnalyzeConfig")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("toy", help="SSD's lock/fork mechanism computed exactly on a toy language")
     p.add_argument("--config", help="YAML whose keys mirror the toy config")

@@ -1,0 +1,89 @@
+"""`analyze`: per-position statistics checked against a direct computation, classes, and
+the CLI's files, on tiny models built from a config."""
+
+import json
+
+import pytest
+import torch
+
+from selfdistill.analyze import AnalyzeConfig, analyze, position_stats
+from selfdistill.cli import main
+from selfdistill.distributions import decoded
+
+ROWS = [{"prompt": [{"role": "user", "content": "Write a function that adds two numbers."}],
+         "completion": "```python\ndef add(a, b):\n    return a + b\n```"},
+        {"prompt": [{"role": "user", "content": "Print hello."}], "completion": "```python\nprint('hello')\n```"}]
+
+
+@pytest.fixture(scope="module")
+def peaked_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with its (tied) embeddings scaled up: sharp next-token distributions,
+    so some positions are locks, and a model that differs from the tiny one."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(100)
+    out = tmp_path_factory.mktemp("peaked")
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
+    return out
+
+
+def _config(tmp_path, samples, base, ssd, **kw):
+    return AnalyzeConfig(samples=str(samples), base=str(base), ssd=str(ssd), out=str(tmp_path / "a"),
+                         top_k=20, top_p=0.8, min_p=0.0, progress=False, **kw)
+
+
+def test_position_stats_match_a_direct_computation():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 500) * 4
+    cfg = AnalyzeConfig(samples="x", base="x", ssd="x", out="x", top_k=20, top_p=0.8, min_p=0.0,
+                        t_eval=[0.5, 1.0, 2.0])
+    s = position_stats(logits, cfg)
+    p = torch.softmax(logits, -1)
+    sp, _ = p.sort(-1, descending=True)
+    assert torch.allclose(s["top1"], sp[:, 0]) and torch.allclose(s["top20"], sp[:, :20].sum(-1), atol=1e-6)
+    assert torch.allclose(s["entropy"], -(p * p.log()).sum(-1), atol=1e-5)
+    q1 = decoded(logits.sort(-1, descending=True)[0], 1.0, 20, 0.8, 0.0)
+    assert torch.allclose(s["tail"], 1 - (sp * (q1 > 0)).sum(-1), atol=1e-6)
+    assert torch.equal(s["surviving"][:, 1], (q1 > 0).sum(-1).double())
+    assert (s["surviving"][:, 0] <= s["surviving"][:, 2]).all()  # hotter keeps more tokens
+
+
+def test_same_model_twice_gives_identical_diagnostics(tmp_path, write_jsonl, peaked_model_dir):
+    samples = write_jsonl("s.jsonl", ROWS)
+    r = analyze(_config(tmp_path, samples, peaked_model_dir, peaked_model_dir))
+    assert r["diagnostics"]["base"] == r["diagnostics"]["ssd"]
+    total = sum(r["diagnostics"]["base"][c]["positions"] for c in ("lock", "fork", "other"))
+    assert total == r["speed"]["base"]["positions"] > 10
+    assert r["diagnostics"]["base"]["lock"]["positions"] > 0  # the peaked model has locks
+
+
+def test_two_models_compared_on_the_base_models_positions(tmp_path, write_jsonl, tiny_model_dir, peaked_model_dir):
+    samples = write_jsonl("s.jsonl", ROWS)
+    r = analyze(_config(tmp_path, samples, peaked_model_dir, tiny_model_dir))
+    base, ssd = r["diagnostics"]["base"], r["diagnostics"]["ssd"]
+    for cls in ("lock", "fork", "other"):
+        assert base[cls]["positions"] == ssd[cls]["positions"]
+    # the unscaled tiny model is nearly uniform: far less top-1 mass at the base's locks
+    assert ssd["lock"]["top1_mass"] < 0.5 < base["lock"]["top1_mass"]
+    assert r["thresholds"]["lock"] == "base top-1 mass >= 0.9"
+
+
+def test_analyze_cli_writes_json_and_plots_and_refuses_bad_rows(tmp_path, write_jsonl, capsys, tiny_model_dir):
+    samples = write_jsonl("s.jsonl", ROWS)
+    out = tmp_path / "cli"
+    args = ["analyze", "--samples", str(samples), "--base", str(tiny_model_dir), "--ssd", str(tiny_model_dir),
+            "--top-k", "20", "--top-p", "0.95", "--min-p", "0", "--t-eval", "0.5,1.0", "--out", str(out),
+            "--no-progress"]
+    assert main(args) == 0
+    assert "positions" in capsys.readouterr().out
+    data = json.loads((out / "analyze.json").read_text())
+    assert data["config"]["t_eval"] == [0.5, 1.0] and data["models"]["base"]["content"]
+    assert (out / "analyze.png").stat().st_size > 1000 and (out / "analyze.svg").exists()
+    bad = write_jsonl("bad.jsonl", [{"prompt": "not messages", "completion": "x"}])
+    assert main(args[:2] + [str(bad)] + args[3:]) == 2
+    assert "bad.jsonl:1" in capsys.readouterr().err
+    assert main(["analyze", "--samples", str(samples), "--base", "x", "--ssd", "y", "--out", str(out)]) == 2
+    assert "missing required key 'top_k'" in capsys.readouterr().err
