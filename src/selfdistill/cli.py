@@ -5,6 +5,7 @@
     selfdistill sample [--config YAML] --model M --problems SPEC ... --out DIR
     selfdistill train  [--config YAML] --model M --data DIR/samples.jsonl --out DIR
     selfdistill merge  SHARD_DIR... --out DIR
+    selfdistill sweep  [--config YAML] --models NAME=M,... --problems SPEC --t-eval T,... (decoding) --out DIR
     selfdistill analyze [--config YAML] --samples FILE --base M --ssd M --top-k K --top-p P --min-p M --out DIR
     selfdistill toy    [--config YAML] [--t-train T ...] [--out DIR]
     selfdistill run    CONFIG.yaml
@@ -95,6 +96,8 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, where: str) -> None:
     cls = getattr(importlib.import_module(f"selfdistill.{module}"), name)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            continue  # a nested section (engine, sandbox): its own flags fill it
         if f.name == "progress":
             parser.add_argument("--no-progress", dest="progress", action="store_const", const=False)
             continue
@@ -178,6 +181,14 @@ def cmd_merge(args: argparse.Namespace) -> None:
     print(format_summary(result) if "generated" in result else format_table(result, title=args.out))
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from selfdistill.sweep import SweepConfig, format_sweep, sweep
+
+    config = _load(SweepConfig, args)
+    print(format_sweep(sweep(config)))
+    print(f"written: {config.out}/sweep.json, sweep.png, sweep.svg")
+
+
 def cmd_analyze(args: argparse.Namespace) -> None:
     from selfdistill.analyze import AnalyzeConfig, analyze, format_analysis
 
@@ -232,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+", help="the shards' output directories")
     p.add_argument("--out", required=True, help="merged output directory")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("sweep", help="pass@k vs T_eval for several models; best-tuned comparison")
+    p.add_argument("--config", help="YAML whose keys mirror the sweep config")
+    _add_dataclass_flags(p, "sweep.SweepConfig")
+    _add_flags(p, ENGINE_FLAGS, "engine")
+    _add_flags(p, SANDBOX_FLAGS, "sandbox")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("analyze", help="lock/fork diagnostics: teacher-force responses through base and SSD")
     p.add_argument("--config", help="YAML whose keys mirror the analyze config")

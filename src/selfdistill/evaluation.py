@@ -111,8 +111,9 @@ def per_problem_records(problems: list[Problem], samples: list[dict[str, Any]]) 
     return [r for r in per_problem.values() if r["n"]]
 
 
-def evaluate(config: EvalConfig) -> EvalResult:
-    """The `eval` stage's entry point."""
+def evaluate(config: EvalConfig, backend: Any = None) -> EvalResult:
+    """The `eval` stage's entry point; `backend`, an engine already open for config.model,
+    spares a sweep one engine start per temperature."""
     out = Path(config.out)
     pset = load_problems(config.problems, require_tests=True)
     if config.limit:
@@ -127,7 +128,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
         rows, generation = generate(config.model, config.engine, pset.problems,
                                     {"problems": config.problems, "limit": config.limit},
                                     config.decoding, config.batch_size, out / "generations.jsonl",
-                                    config.progress, config.shard)
+                                    config.progress, config.shard, backend)
         record.update(generation)
         grouped = defaultdict(list)
         for r in rows:

@@ -158,11 +158,15 @@ def generate(
     path: Path,
     progress: bool,
     shard: str | None,
+    backend: GenerationBackend | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Open the engine, generate this shard's rows into `path`, close the engine; return
     the rows and the provenance of what generated them (engine, effective sampler,
-    templates). `source` names the problems (spec and limit) in the pinned settings."""
-    backend = make_backend(model, engine)
+    templates). `source` names the problems (spec and limit) in the pinned settings.
+    An engine already open for `model` (a sweep decodes one model at many temperatures)
+    is used as it is and left open."""
+    opened = backend is None
+    backend = make_backend(model, engine) if backend is None else backend
     try:
         described = backend.describe()
         sampler = backend.effective_sampler(decoding)
@@ -175,5 +179,6 @@ def generate(
         rows = run_rollouts(backend, problems, decoding, batch_size, path, meta, progress,
                             parse_shard(shard))
     finally:
-        backend.close()
+        if opened:
+            backend.close()
     return rows, {"generation": described, "effective_sampler": sampler, "templates": TEMPLATES}
