@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+bash scripts/install-browser.sh  # chromium for the HTML report's browser test
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/python -m pytest -q "$@"

@@ -5,6 +5,7 @@
     selfdistill sample [--config YAML] --model M --problems SPEC ... --out DIR
     selfdistill train  [--config YAML] --model M --data DIR/samples.jsonl --out DIR
     selfdistill merge  SHARD_DIR... --out DIR
+    selfdistill report RUN_DIR [--sweep-dir DIR] [--analyze-dir DIR]
     selfdistill sweep  [--config YAML] --models NAME=M,... --problems SPEC --t-eval T,... (decoding) --out DIR
     selfdistill analyze [--config YAML] --samples FILE --base M --ssd M --top-k K --top-p P --min-p M --out DIR
     selfdistill toy    [--config YAML] [--t-train T ...] [--out DIR]
@@ -85,7 +86,7 @@ def _flag_type(hint: Any) -> Any:
     return _boolean if hint is bool else hint if hint in (int, float, str) else str
 
 
-def _add_dataclass_flags(parser: argparse.ArgumentParser, where: str) -> None:
+def _add_dataclass_flags(parser: argparse.ArgumentParser, where: str, skip: tuple[str, ...] = ()) -> None:
     """One flag per field of a config dataclass, typed from its hint, with its help: the
     dataclass is the one source of truth."""
     import dataclasses
@@ -96,8 +97,8 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, where: str) -> None:
     cls = getattr(importlib.import_module(f"selfdistill.{module}"), name)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            continue  # a nested section (engine, sandbox): its own flags fill it
+        if dataclasses.is_dataclass(hints[f.name]) or f.name in skip:
+            continue  # a positional argument, or a nested section (engine, sandbox): its own flags fill it
         if f.name == "progress":
             parser.add_argument("--no-progress", dest="progress", action="store_const", const=False)
             continue
@@ -181,6 +182,13 @@ def cmd_merge(args: argparse.Namespace) -> None:
     print(format_summary(result) if "generated" in result else format_table(result, title=args.out))
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from selfdistill.report import ReportConfig, report
+
+    paths = report(_load(ReportConfig, args))
+    print(f"written: {paths['md']}, {paths['html']}")
+
+
 def cmd_sweep(args: argparse.Namespace) -> None:
     from selfdistill.sweep import SweepConfig, format_sweep, sweep
 
@@ -243,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+", help="the shards' output directories")
     p.add_argument("--out", required=True, help="merged output directory")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("report", help="report.md and a self-contained report.html for a run directory")
+    p.add_argument("run_dir", help="a `selfdistill run` directory")
+    p.add_argument("--config", help="YAML whose keys mirror the report config")
+    _add_dataclass_flags(p, "report.ReportConfig", skip=("run_dir",))
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("sweep", help="pass@k vs T_eval for several models; best-tuned comparison")
     p.add_argument("--config", help="YAML whose keys mirror the sweep config")

@@ -1,0 +1,102 @@
+"""`report RUN_DIR`: a self-contained report.html with every section, loaded in a real
+headless browser (Debian's chromium through selenium): no console errors, every image
+renders, and a screenshot is kept in build/test-artifacts/."""
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from selfdistill.cli import main
+
+DEC = {"temperature": 1.0, "top_k": 20, "top_p": 0.9, "min_p": 0.0, "max_tokens": 16, "n": 2, "seed": 0}
+ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_model_dir):
+    """A finished run of the whole loop on the tiny model, with a sweep and an analysis."""
+    root = tmp_path_factory.mktemp("report")
+    cfg = {"out": str(root / "run"), "model": str(tiny_model_dir), "train_problems": "leetcode:train",
+           "train_limit": 4, "eval_problems": "humaneval", "eval_limit": 3, "batch_size": 4,
+           "sample_decoding": {**DEC, "n": 1}, "base_decoding": DEC, "ssd_decoding": DEC,
+           "training": {"method": "full", "max_steps": 1, "global_batch_size": 2, "per_device_batch_size": 2,
+                        "learning_rate": 1e-3, "min_learning_rate": 1e-4, "bf16": False},
+           "bootstrap_samples": 100, "progress": False}
+    (root / "run.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(root / "run.yaml")]) == 0
+    run = root / "run"
+    assert main(["analyze", "--samples", str(run / "ssd_eval" / "samples.jsonl"), "--base", str(tiny_model_dir),
+                 "--ssd", str(run / "train" / "model"), "--top-k", "20", "--top-p", "0.9", "--min-p", "0",
+                 "--out", str(run / "analyze"), "--no-progress"]) == 0
+    assert main(["sweep", "--models", f"0.5={tiny_model_dir},1.0={run / 'train' / 'model'}",
+                 "--problems", "humaneval", "--limit", "2", "--t-eval", "0.5,1.0", "--top-k", "20",
+                 "--top-p", "0.9", "--min-p", "0", "--max-tokens", "8", "--n", "1", "--seed", "0",
+                 "--out", str(run / "sweep"), "--no-progress"]) == 0
+    return run
+
+
+def test_run_writes_html_and_report_rewrites_it_with_every_section(run_dir, capsys):
+    first = (run_dir / "report.html").read_text()
+    assert "No sweep in" in first  # `run` wrote it before the sweep existed
+    assert main(["report", str(run_dir)]) == 0
+    page = (run_dir / "report.html").read_text()
+    for heading in ("Configuration and provenance", "pass@k by difficulty", "Base vs SSD", "Temperature sweep",
+                    "Lock/fork diagnostics", "Training", "Sampling statistics", "Responses side by side"):
+        assert f"<h2>{heading}</h2>" in page, heading
+    assert "No sweep in" not in page and "No analysis in" not in page
+    assert "even-position half" in page and "base top-1 mass &gt;= 0.9" in page
+    # self-contained: every image inline, nothing fetched
+    srcs = re.findall(r"src='([^']*)'", page)
+    assert len(srcs) >= 6 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "<pre>" in page and "&lt;" not in page.split("<pre>")[0][-50:]  # responses are escaped
+
+
+def test_report_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a `selfdistill run` directory" in capsys.readouterr().err
+
+
+def _chromium():
+    return shutil.which("chromium") and shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(not _chromium() and not os.environ.get("CI"),
+                    reason="no chromium/chromedriver (scripts/install-browser.sh installs them; CI requires them)")
+def test_report_renders_in_headless_chromium(run_dir):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    main(["report", str(run_dir)])
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={run_dir.parent / 'chromium-profile'}", "--window-size=1280,900"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
+    try:
+        driver.get((run_dir / "report.html").as_uri())
+        assert driver.title.startswith("SSD report")
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])")
+        assert len(images) >= 6
+        broken = [i for i in images if not (i[1] and i[2] > 0 and i[3] > 0)]
+        assert not broken, broken
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert not errors, errors
+        height = driver.execute_script("return document.body.scrollHeight")
+        driver.set_window_size(1280, min(height + 100, 16000))
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "report.png"
+        driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 20_000
+        (ARTIFACTS / "report-images.json").write_text(json.dumps(images))
+    finally:
+        driver.quit()
