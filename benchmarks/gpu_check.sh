@@ -8,7 +8,10 @@
 #    row shape, rank statistics of top-k on/off) on the GPU;
 # 2. `selfdistill sample` and `eval` through --backend vllm on the embedded default
 #    (Qwen2.5-Coder-0.5B, materialised from its GGUF), 64 problems, bf16 chosen by dtype auto;
-# 3. the sampling throughput benchmark, vLLM against plain transformers generate.
+# 3. the sampling throughput benchmark, vLLM against plain transformers generate;
+# 4. `selfdistill train` (full fine-tuning, bf16 weights, 4 steps on step 2's samples) launched
+#    through each shipped accelerate config (DDP, FSDP2, DeepSpeed ZeRO-3) on every GPU here,
+#    each writing a loadable model and its loss curve.
 # Everything it writes lands in OUT_DIR (default runs/gpu-check) with the GPU's name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,3 +30,11 @@ DEC=(--temperature 1.6 --top-k 20 --top-p 0.8 --min-p 0 --max-tokens 512 --n 1 -
 cp docs/benchmarks.md "$OUT/benchmarks.md"
 "$PY" benchmarks/sampling_throughput.py --engines plain-generate,vllm --prompts 64 --max-tokens 256 \
   --out "$OUT/benchmarks.md" | tee "$OUT/throughput.txt"
+NGPU=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+for launch in ddp fsdp zero3; do
+  "$PY" -m accelerate.commands.launch --config_file "configs/accelerate/$launch.yaml" --num_processes "$NGPU" \
+    -m selfdistill.cli train --model qwen2.5-coder-0.5b --data "$OUT/sample/samples.jsonl" \
+    --out "$OUT/train-$launch" --method full --load-dtype bfloat16 --bf16 true --max-steps 4 \
+    --global-batch-size 8 --per-device-batch-size 1 --learning-rate 5e-6 --min-learning-rate 1e-6 \
+    --max-seq-length 2048 --save-steps 100 --no-progress 2>&1 | tail -3 | tee "$OUT/train-$launch.txt"
+done

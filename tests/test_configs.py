@@ -7,7 +7,8 @@ import pytest
 from selfdistill.config import build, read_yaml
 from selfdistill.pipeline import RunConfig
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+# run configs (configs/accelerate/ holds accelerate's launch configs, tested in test_training)
+CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml") if p.parent.name != "accelerate")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -27,6 +28,11 @@ def test_paper_presets_carry_the_papers_numbers():
     assert (train.global_batch_size, train.weight_decay, train.adam_beta2) == (32, 0.1, 0.95)
     assert (config.sample_decoding.temperature, config.ssd_decoding.temperature, config.base_decoding.temperature) == (1.6, 0.9, 0.7)
     assert config.eval_problems == "lcb:hub#v6"
+    assert (train.load_dtype, train.bf16, train.gradient_checkpointing, train.per_device_batch_size) == (
+        "bfloat16", True, True, 1)
+    from selfdistill.training import accumulation_steps
+
+    assert accumulation_steps(train, 8) == 4  # the paper's global batch of 32 on 8 GPUs
 
 
 def test_engine_boolean_flag_reads_false_as_false():

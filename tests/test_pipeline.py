@@ -72,3 +72,30 @@ def test_run_config_errors_are_one_line(tmp_path, capsys):
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing required key" in err[0]
+
+
+def test_run_stops_after_sampling_and_resumes_after_an_external_train(tmp_path, tiny_model_dir, capsys):
+    """The many-GPU route: run --stop-after sample, train from RUN/train.yaml on its own
+    (as `accelerate launch ... train --config` does), rerun: the finished stages are skipped."""
+    cfg = {
+        "out": str(tmp_path / "run"), "model": str(tiny_model_dir),
+        "train_problems": "leetcode:train", "train_limit": 4,
+        "eval_problems": "humaneval", "eval_limit": 2, "batch_size": 4,
+        "sample_decoding": {**DEC, "n": 1}, "base_decoding": {**DEC, "n": 1}, "ssd_decoding": {**DEC, "n": 1},
+        "training": {"method": "full", "max_steps": 1, "global_batch_size": 2, "per_device_batch_size": 2,
+                     "learning_rate": 1e-3, "min_learning_rate": 1e-4, "bf16": False},
+        "bootstrap_samples": 100, "progress": False,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert main(["run", str(path), "--stop-after", "sample"]) == 0
+    assert "[stop] after sample" in capsys.readouterr().out
+    assert (run / "sample" / "summary.json").exists() and not (run / "train").exists()
+    train_yaml = yaml.safe_load((run / "train.yaml").read_text())
+    assert train_yaml["out"] == str(run / "train") and train_yaml["max_steps"] == 1
+    assert main(["train", "--config", str(run / "train.yaml"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(path)]) == 0
+    assert capsys.readouterr().out.count("[skip]") == 3
+    assert (run / "report.html").exists()

@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the whole SSD loop from one YAML config")
     p.add_argument("config", help="run config YAML (see configs/)")
     p.add_argument("--out", help="run directory (overrides the YAML)")
+    p.add_argument("--stop-after", dest="stop_after", choices=["base_eval", "sample"],
+                   help="stop after this stage (train on many GPUs from RUN/train.yaml, then rerun)")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
     p.set_defaults(func=cmd_run)
     return parser

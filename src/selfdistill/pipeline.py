@@ -4,6 +4,7 @@
 
 Layout of the run directory (`out`):
     config.resolved.yaml   every setting, defaults included
+    train.yaml             the train stage's config (to launch it on many GPUs: docs/training.md)
     base_eval/  sample/  train/  ssd_eval/    each stage's own artifacts
     report.md  report.json                    base vs SSD with paired bootstrap intervals
 A stage whose final artifact exists is skipped; an interrupted one resumes (generation
@@ -51,9 +52,13 @@ class RunConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig, metadata={"help": "judge limits"})
     bootstrap_samples: int = field(default=2000, metadata={"help": "paired bootstrap resamples"})
     bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+    stop_after: str | None = field(default=None, metadata={
+        "help": "base_eval | sample: stop there (then launch train.yaml on many GPUs and rerun)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
+        if self.stop_after not in (None, "base_eval", "sample"):
+            raise ValueError("stop_after must be base_eval or sample")
         bad = {"model", "data", "out"} & set(self.training)
         if bad:
             raise ValueError(f"training must not set {sorted(bad)}: the pipeline does")
@@ -124,14 +129,21 @@ def _eval(config: RunConfig, model: str, decoding: DecodingConfig, out: Path) ->
 
 
 def run(config: RunConfig) -> Path:
-    """The `run` stage's entry point; returns the path of report.md."""
+    """The `run` stage's entry point; returns the path of report.md (or of the run
+    directory when it stops early: stop_after)."""
     root = Path(config.out)
     check_finished_stages(config)
     root.mkdir(parents=True, exist_ok=True)
     resolved = {**to_dict(config), "training_resolved": to_dict(config.train_config())}
     atomic_write_text(root / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    # the train stage's own config, for `accelerate launch -m selfdistill.cli train --config`
+    atomic_write_text(root / "train.yaml", yaml.safe_dump(
+        {k: v for k, v in to_dict(config.train_config()).items() if k != "progress"}, sort_keys=False))
 
     base = _eval(config, config.model, config.base_decoding, root / "base_eval")
+    if config.stop_after == "base_eval":
+        print("[stop] after base_eval (stop_after)")
+        return root
 
     sample_dir = root / "sample"
     if (sample_dir / "summary.json").exists():
@@ -143,6 +155,11 @@ def run(config: RunConfig) -> Path:
                             limit=config.train_limit, progress=config.progress))
     data_summary = json.loads((sample_dir / "summary.json").read_text())["summary"]
     print(format_summary(data_summary))
+    if config.stop_after == "sample":
+        print(f"[stop] after sample (stop_after); train with e.g. `accelerate launch --config_file "
+              f"configs/accelerate/ddp.yaml -m selfdistill.cli train --config {root / 'train.yaml'}`, "
+              "then rerun this command")
+        return root
 
     train_config = config.train_config()
     model_dir = Path(train_config.out) / "model"

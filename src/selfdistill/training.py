@@ -58,6 +58,12 @@ class TrainConfig:
     merge_lora: bool = field(default=True, metadata={"help": "save merged weights, not an adapter"})
     bf16: bool | str = field(default="auto", metadata={
         "help": "bf16 autocast: auto (where the hardware has native bf16, else fp32), true, false"})
+    load_dtype: str = field(default="float32", metadata={
+        "help": "dtype the weights are loaded in: float32 | bfloat16 (the paper's 4B-30B runs) | auto"})
+    padding_free: bool = field(default=False, metadata={
+        "help": "batches without padding, sequences kept apart by position ids (needs flash attention: GPUs)"})
+    packing: bool = field(default=False, metadata={
+        "help": "pack several responses per sequence up to max_seq_length (TRL's best-fit decreasing)"})
     gradient_checkpointing: bool = field(default=True, metadata={"help": "trade compute for memory"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (for resume)"})
     seed: int = field(default=0, metadata={"help": "data order and init seed"})
@@ -73,6 +79,8 @@ class TrainConfig:
             raise ValueError("global_batch_size must be a multiple of per_device_batch_size")
         if self.bf16 not in ("auto", True, False):
             raise ValueError("bf16 must be auto, true or false")
+        if self.load_dtype not in ("float32", "bfloat16", "auto"):
+            raise ValueError("load_dtype must be float32, bfloat16 or auto")
         if self.min_learning_rate > self.learning_rate:
             raise ValueError("min_learning_rate must not exceed learning_rate")
 
@@ -152,7 +160,8 @@ def pin_settings(config: TrainConfig) -> None:
                 "directory or remove this one")
         return
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(pinned, indent=1))
+    if is_main_process():
+        atomic_write_text(path, json.dumps(pinned, indent=1))
 
 
 def build_trainer(config: TrainConfig):
@@ -165,7 +174,7 @@ def build_trainer(config: TrainConfig):
 
     ref = resolve_model(config.model)
     tokenizer = load_tokenizer(ref)
-    model = load_model(ref, dtype="float32")
+    model = load_model(ref, dtype=load_dtype(config))
     rows = load_sft_rows(Path(config.data))
     accumulation = accumulation_steps(config, world_size())
     args = SFTConfig(
@@ -183,6 +192,8 @@ def build_trainer(config: TrainConfig):
         optim="adamw_torch",
         max_length=config.max_seq_length,
         completion_only_loss=True,
+        padding_free=config.padding_free,
+        packing=config.packing,
         bf16=resolve_bf16(config.bf16)[0],
         use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=config.gradient_checkpointing,  # activation_checkpointing from transformers 5.20
@@ -206,26 +217,73 @@ def build_trainer(config: TrainConfig):
                       processing_class=tokenizer, peft_config=peft_config)
 
 
+def load_dtype(config: TrainConfig) -> str:
+    """The dtype the weights are loaded in ("auto": bf16 where the hardware has it natively)."""
+    from selfdistill.generation import resolve_dtype
+
+    return resolve_dtype("auto")[0] if config.load_dtype == "auto" else config.load_dtype
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a multi-process run (torchrun and accelerate set RANK), or a lone process."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _save_model(trainer: Any, config: TrainConfig, model_dir: Path) -> None:
+    """The trained model as a plain Hugging Face directory, written once, atomically.
+
+    Every process takes part in trainer.save_model (under ZeRO-3 or FSDP the weights are
+    sharded and must be gathered); only the main process writes. A LoRA adapter is merged
+    in memory where each process holds whole weights, and otherwise reloaded over the base
+    model on the main process and merged there."""
+    import shutil
+
+    tmp_dir = model_dir.with_name("model.partial")
+    sharded = bool(getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False))
+    merge = config.method == "lora" and config.merge_lora
+    if merge and not sharded:
+        if is_main_process():
+            trainer.model.merge_and_unload().save_pretrained(tmp_dir)
+    else:
+        trainer.save_model(str(tmp_dir))  # collective; writes on the main process only
+    trainer.accelerator.wait_for_everyone()
+    if not is_main_process():
+        return
+    if merge and sharded:
+        from peft import PeftModel
+
+        from selfdistill.models import load_model, resolve_model
+
+        base = load_model(resolve_model(config.model), load_dtype(config))
+        merged = PeftModel.from_pretrained(base, str(tmp_dir)).merge_and_unload()
+        shutil.rmtree(tmp_dir)
+        merged.save_pretrained(tmp_dir)
+    trainer.processing_class.save_pretrained(tmp_dir)
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    tmp_dir.rename(model_dir)
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
-    """The `train` stage's entry point; returns a summary with the loss history."""
+    """The `train` stage's entry point; returns a summary with the loss history. In a
+    multi-process run every process trains; the main process alone writes the outputs."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     pin_settings(config)
     trainer = build_trainer(config)
     trainer.train(resume_from_checkpoint=last_checkpoint(out))
-    model = trainer.model
-    if config.method == "lora" and config.merge_lora:
-        model = model.merge_and_unload()
     model_dir = out / "model"
-    tmp_dir = out / "model.partial"
-    model.save_pretrained(tmp_dir)
-    trainer.processing_class.save_pretrained(tmp_dir)
-    if model_dir.exists():
-        import shutil
-
-        shutil.rmtree(model_dir)
-    tmp_dir.rename(model_dir)
+    _save_model(trainer, config, model_dir)
     history = [h for h in trainer.state.log_history if "loss" in h]
+    summary = {"model_dir": str(model_dir), "steps": trainer.state.global_step,
+               "first_loss": history[0]["loss"] if history else None,
+               "last_loss": history[-1]["loss"] if history else None}
+    if not is_main_process():
+        return summary
+    import torch.distributed as dist
+
     atomic_write_text(out / "loss.json", json.dumps(history, indent=1))
     plot_loss(history, out / "loss.png")
     bf16, why = resolve_bf16(config.bf16)
@@ -233,13 +291,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
               "bf16_resolved": bf16, "bf16_reason": why,
               "train_rows": len(trainer.train_dataset), "world_size": world_size(),
               "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
+              "load_dtype_resolved": load_dtype(config),
+              "distributed": {"deepspeed": bool(trainer.is_deepspeed_enabled), "fsdp": bool(trainer.is_fsdp_enabled),
+                              "backend": dist.get_backend() if dist.is_initialized() else None},
               # every TrainingArguments value, defaults included (max_grad_norm, adam_epsilon, ...)
               "training_arguments": json.loads(json.dumps(trainer.args.to_dict(), default=str)),
               "provenance": provenance()}
     atomic_write_text(out / "train_config.json", json.dumps(record, indent=1))
-    return {"model_dir": str(model_dir), "steps": trainer.state.global_step,
-            "first_loss": history[0]["loss"] if history else None,
-            "last_loss": history[-1]["loss"] if history else None}
+    return summary
 
 
 def plot_loss(history: list[dict[str, Any]], path: Path) -> None:
