@@ -282,12 +282,8 @@ def plot(record: dict[str, Any], stem: Path) -> list[Path]:
             axes[row][0].plot(range(1, RANKS + 1), s["cumulative_mass_by_rank"], style, label=label)
             axes[row][1].plot(cfg["t_eval"], s["surviving_tokens"], style, label=label)
             axes[row][2].plot(cfg["t_eval"], s["entropy_after_truncation"], style, label=label)
-            pts = [(c, e) for c, e in zip(centres, s["entropy_after_truncation_by_top20_mass"]) if e is not None]
-            axes[row][3].plot([p[0] for p in pts], [p[1] for p in pts], style + "o", label=label)
-        titles = ("cumulative mass by rank", "tokens surviving truncation", "entropy after truncation (nats)",
-                  f"entropy after truncation at T={cfg['binned_t_eval']}")
-        xlabels = ("token rank", "T_eval", "T_eval", "base top-20 mass")
-        for ax, title, xl in zip(axes[row], titles, xlabels):
+        titles = ("cumulative mass by rank", "tokens surviving truncation", "entropy after truncation (nats)")
+        for ax, title, xl in zip(axes[row], titles, ("token rank", "T_eval", "T_eval")):
             ax.set_title(f"{cls}s: {title}", fontsize=10)
             ax.set_xlabel(xl)
             ax.grid(alpha=0.3)
@@ -295,6 +291,26 @@ def plot(record: dict[str, Any], stem: Path) -> list[Path]:
             axes[row][0].legend(fontsize=8)
         else:
             axes[row][0].text(0.5, 0.5, f"no {cls} positions", ha="center", transform=axes[row][0].transAxes)
+    # the binned diagnostic spans every position, locks, forks and the rest together
+    for name, style in (("base", "-"), ("ssd", "--")):
+        sums, counts = [0.0] * (len(bins) - 1), [0] * (len(bins) - 1)
+        for cls in CLASSES:
+            s = d[name][cls]
+            for i, (e, k) in enumerate(zip(s.get("entropy_after_truncation_by_top20_mass", []),
+                                           s.get("positions_by_top20_mass", []))):
+                if e is not None:
+                    sums[i] += e * k
+                    counts[i] += k
+        pts = [(c, t / k) for c, t, k in zip(centres, sums, counts) if k]
+        axes[0][3].plot([q[0] for q in pts], [q[1] for q in pts], style + "o", label=name)
+        if name == "base":
+            axes[1][3].bar(centres, counts, width=0.08, color="grey")
+    axes[0][3].set_title(f"all positions: entropy after truncation at T={cfg['binned_t_eval']}", fontsize=10)
+    axes[1][3].set_title("all positions: how many per top-20 mass bin", fontsize=10)
+    for ax in (axes[0][3], axes[1][3]):
+        ax.set_xlabel("base top-20 mass")
+        ax.grid(alpha=0.3)
+    axes[0][3].legend(fontsize=8)
     fig.suptitle(f"lock/fork diagnostics over {record['responses']} responses; truncation top-k "
                  f"{cfg['top_k'] or 'off'}, top-p {cfg['top_p']}, min-p {cfg['min_p'] or 'off'}", fontsize=10)
     fig.tight_layout()

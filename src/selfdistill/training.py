@@ -273,7 +273,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     pin_settings(config)
     trainer = build_trainer(config)
-    trainer.train(resume_from_checkpoint=last_checkpoint(out))
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     model_dir = out / "model"
     _save_model(trainer, config, model_dir)
     history = [h for h in trainer.state.log_history if "loss" in h]
@@ -292,6 +292,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
               "train_rows": len(trainer.train_dataset), "world_size": world_size(),
               "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
               "load_dtype_resolved": load_dtype(config),
+              "train_metrics": result.metrics,  # train_runtime, samples and steps per second
               "distributed": {"deepspeed": bool(trainer.is_deepspeed_enabled), "fsdp": bool(trainer.is_fsdp_enabled),
                               "backend": dist.get_backend() if dist.is_initialized() else None},
               # every TrainingArguments value, defaults included (max_grad_norm, adam_epsilon, ...)
