@@ -40,7 +40,7 @@ Kind = Literal["stdin", "functional", "humaneval"]
 KINDS = ("stdin", "functional", "humaneval")
 DIFFICULTIES = ("easy", "medium", "hard")
 
-# Contest-date windows of LiveCodeBench releases (inclusive). RECIPE.md: the official
+# Contest-date windows of LiveCodeBench releases (inclusive). The paper's official
 # SSD evaluator's "v6" is contests from 2025-02 to 2025-05 (131 problems); the release
 # file test6.jsonl is a different set and is selected by loading that file unwindowed.
 LCB_WINDOWS = {

@@ -25,7 +25,7 @@ from selfdistill.config import provenance, to_dict
 from selfdistill.errors import SelfdistillError, located
 from selfdistill.files import atomic_write_text, read_jsonl
 
-# The paper's fine-tuning numbers (RECIPE.md). A preset fills keys the user did not set.
+# The paper's fine-tuning numbers (docs/method.md). A preset fills keys the user did not set.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-instruct": {"learning_rate": 5e-6, "min_learning_rate": 1e-6, "max_steps": 2500,
                        "warmup_steps": 250, "global_batch_size": 32, "max_seq_length": 65536},
