@@ -189,7 +189,7 @@ def build_trainer(config: TrainConfig):
         weight_decay=config.weight_decay,
         adam_beta1=config.adam_beta1,
         adam_beta2=config.adam_beta2,
-        optim="adamw_torch",
+        optim="adamw_torch_fused",  # the same AdamW, one fused kernel (TrainingArguments' default)
         max_length=config.max_seq_length,
         completion_only_loss=True,
         padding_free=config.padding_free,
