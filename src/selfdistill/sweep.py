@@ -218,7 +218,9 @@ def plot(record: dict[str, Any], stem: Path) -> list[Path]:
     names = list(record["curves"])
     some = next(iter(record["curves"][names[0]].values()))
     metrics = [k for k in some if k.startswith("pass@")]
-    subsets = ["overall"] + sorted(some.get("by_difficulty", {}))
+    by_diff = some.get("by_difficulty", {})
+    # one difficulty holding every problem (HumanEval has none) would repeat "overall"
+    subsets = ["overall"] + (sorted(by_diff) if len(by_diff) > 1 else [])
     fig, axes = plt.subplots(len(metrics), len(subsets), figsize=(3.6 * len(subsets), 3 * len(metrics)),
                              squeeze=False)
     for i, metric in enumerate(metrics):
