@@ -87,8 +87,8 @@ def _flag_type(hint: Any) -> Any:
 
 
 def _add_dataclass_flags(parser: argparse.ArgumentParser, where: str, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field of a config dataclass, typed from its hint, with its help: the
-    dataclass is the one source of truth."""
+    """--config and one flag per field of a config dataclass, typed from its hint, with its
+    help: the dataclass is the one source of truth."""
     import dataclasses
     import importlib
     import typing
@@ -96,6 +96,7 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, where: str, skip: tupl
     module, name = where.rsplit(".", 1)
     cls = getattr(importlib.import_module(f"selfdistill.{module}"), name)
     hints = typing.get_type_hints(cls)
+    parser.add_argument("--config", help=f"YAML whose keys mirror {name}'s fields (flags override them)")
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[f.name]) or f.name in skip:
             continue  # a positional argument, or a nested section (engine, sandbox): its own flags fill it
@@ -243,7 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("train", help="plain SFT on the samples (full or LoRA)")
-    p.add_argument("--config", help="YAML whose keys mirror the train config")
     _add_dataclass_flags(p, "training.TrainConfig")
     p.set_defaults(func=cmd_train)
 
@@ -254,24 +254,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="report.md and a self-contained report.html for a run directory")
     p.add_argument("run_dir", help="a `selfdistill run` directory")
-    p.add_argument("--config", help="YAML whose keys mirror the report config")
     _add_dataclass_flags(p, "report.ReportConfig", skip=("run_dir",))
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("sweep", help="pass@k vs T_eval for several models; best-tuned comparison")
-    p.add_argument("--config", help="YAML whose keys mirror the sweep config")
     _add_dataclass_flags(p, "sweep.SweepConfig")
     _add_flags(p, ENGINE_FLAGS, "engine")
     _add_flags(p, SANDBOX_FLAGS, "sandbox")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("analyze", help="lock/fork diagnostics: teacher-force responses through base and SSD")
-    p.add_argument("--config", help="YAML whose keys mirror the analyze config")
     _add_dataclass_flags(p, "analyze.AnalyzeConfig")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("toy", help="SSD's lock/fork mechanism computed exactly on a toy language")
-    p.add_argument("--config", help="YAML whose keys mirror the toy config")
     _add_dataclass_flags(p, "toy.ToyConfig")
     p.set_defaults(func=cmd_toy)
 

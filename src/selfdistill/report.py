@@ -150,12 +150,9 @@ def _figures(loss: list[dict[str, Any]], lengths: dict[str, list[int]], verdicts
     plt = pyplot()
     figs = {}
     if loss:
-        fig, ax = plt.subplots(figsize=(5.5, 3.2))
-        ax.plot([h["step"] for h in loss], [h["loss"] for h in loss], marker=".")
-        ax.set_xlabel("optimiser step")
-        ax.set_ylabel("SFT loss")
-        ax.grid(alpha=0.3)
-        figs["loss"] = _png(fig)
+        from selfdistill.training import loss_figure
+
+        figs["loss"] = _png(loss_figure(loss))
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     for name, values in lengths.items():
         if values:

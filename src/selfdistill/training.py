@@ -302,15 +302,23 @@ def train(config: TrainConfig) -> dict[str, Any]:
     return summary
 
 
-def plot_loss(history: list[dict[str, Any]], path: Path) -> None:
+def loss_figure(history: list[dict[str, Any]]) -> Any:
+    """The loss curve (train writes it as loss.png; the HTML report inlines it)."""
     from selfdistill.plots import pyplot
 
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = pyplot().subplots(figsize=(6, 3.5))
     ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("SFT loss (completion tokens)")
     ax.set_title("selfdistill train")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def plot_loss(history: list[dict[str, Any]], path: Path) -> None:
+    from selfdistill.plots import pyplot
+
+    fig = loss_figure(history)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    pyplot().close(fig)
