@@ -11,5 +11,11 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+for attempt in 1 2 3; do  # a mirror's transient failure is retried, a lasting one is reported
+  if apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; then
+    exit 0
+  fi
+  sleep $((attempt * 5))
+done
+echo "install-browser: apt-get could not install chromium and chromium-driver" >&2
+exit 1
