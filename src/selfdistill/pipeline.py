@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from selfdistill.config import build, provenance, to_dict
+from selfdistill.config import build, changed_settings, provenance, to_dict
 from selfdistill.errors import SelfdistillError
 from selfdistill.evaluation import EvalConfig, evaluate, format_table
 from selfdistill.files import atomic_write_text
@@ -93,14 +93,6 @@ def _stage_settings(config: RunConfig) -> dict[Path, dict[str, Any]]:
     }
 
 
-def _same(stored: Any, expected: Any) -> bool:
-    """Equal, where a mapping is compared on the expected keys (a stage records its whole
-    engine config; only the settings that change outputs must match)."""
-    if isinstance(expected, dict) and isinstance(stored, dict):
-        return all(_same(stored.get(k), v) for k, v in expected.items())
-    return stored == expected
-
-
 def check_finished_stages(config: RunConfig) -> None:
     """A rerun may skip a finished stage only if it was run with the same settings."""
     for record, expected in _stage_settings(config).items():
@@ -108,7 +100,7 @@ def check_finished_stages(config: RunConfig) -> None:
             continue
         stored = json.loads(record.read_text())["config"] if record.name != "train_config.json" \
             else json.loads(record.read_text())
-        changed = sorted(k for k, v in expected.items() if not _same(stored.get(k), v))
+        changed = changed_settings(stored, expected)
         if changed:
             raise SelfdistillError(
                 f"{record.parent} was made with other settings ({', '.join(changed)}); "

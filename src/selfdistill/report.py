@@ -96,7 +96,7 @@ def write_report(root: Path, config: Any, base: dict[str, Any], ssd: dict[str, A
     path = root / "report.md"
     atomic_write_text(path, "\n".join(lines))
     atomic_write_text(root / "report.json", json.dumps({"comparison": rows, "data": data}, indent=1))
-    write_html(root, config, base, ssd, rows, report_config or ReportConfig(run_dir=str(root)))
+    write_html(root, config, base, ssd, rows, data, loss, report_config or ReportConfig(run_dir=str(root)))
     return path
 
 
@@ -213,9 +213,8 @@ code{background:#f3f3f3;padding:0 3px}"""
 
 
 def write_html(root: Path, config: Any, base: dict[str, Any], ssd: dict[str, Any], rows: list[dict[str, Any]],
-               report_config: ReportConfig) -> Path:
+               summary: dict[str, Any], loss: list[dict[str, Any]], report_config: ReportConfig) -> Path:
     """report.html: one file, images inlined, no scripts and no network."""
-    loss = json.loads((root / "train" / "loss.json").read_text()) if (root / "train" / "loss.json").is_file() else []
     sample_rows = _rows(root / "sample" / "generations.jsonl")
     base_rows, ssd_rows = _rows(root / "base_eval" / "samples.jsonl"), _rows(root / "ssd_eval" / "samples.jsonl")
     lengths = {"SSD data": [r["completion_tokens"] for r in sample_rows if "completion_tokens" in r],
@@ -224,7 +223,6 @@ def write_html(root: Path, config: Any, base: dict[str, Any], ssd: dict[str, Any
     verdicts = {"base": Counter(r["result"]["status"] for r in base_rows if "result" in r),
                 "SSD": Counter(r["result"]["status"] for r in ssd_rows if "result" in r)}
     figs = _figures(loss, lengths, verdicts)
-    summary = json.loads((root / "sample" / "summary.json").read_text())["summary"]
     prov = ssd["config"].get("provenance", {})
     e = html.escape
     out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>SSD report: {e(config.model)}</title>"

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfdistill.config import provenance, to_dict
+from selfdistill.config import changed_settings, provenance, to_dict
 from selfdistill.errors import SelfdistillError
 from selfdistill.evaluation import EvalConfig, evaluate
 from selfdistill.files import atomic_write_text
@@ -105,10 +105,8 @@ def _finished(cell: EvalConfig, path: Path) -> dict[str, Any] | None:
         return None
     stored = json.loads(path.read_text())
     want = {"model": cell.model, "problems": cell.problems, "limit": cell.limit,
-            "decoding": to_dict(cell.decoding)}
-    changed = sorted(k for k, v in want.items() if stored["config"].get(k) != v)
-    engine = stored["config"].get("engine", {})
-    changed += [f"engine.{k}" for k, v in cell.engine.output_settings().items() if engine.get(k) != v]
+            "decoding": to_dict(cell.decoding), "engine": cell.engine.output_settings()}
+    changed = changed_settings(stored["config"], want)
     if changed:
         raise SelfdistillError(f"{path.parent} was made with other settings ({', '.join(changed)}); "
                                "use a new sweep directory or remove that cell")

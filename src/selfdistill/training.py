@@ -221,7 +221,7 @@ def load_dtype(config: TrainConfig) -> str:
     """The dtype the weights are loaded in ("auto": bf16 where the hardware has it natively)."""
     from selfdistill.generation import resolve_dtype
 
-    return resolve_dtype("auto")[0] if config.load_dtype == "auto" else config.load_dtype
+    return resolve_dtype(config.load_dtype)[0]
 
 
 def is_main_process() -> bool:
