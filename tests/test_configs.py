@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from selfdistill.config import build, read_yaml
-from selfdistill.pipeline import RunConfig
+from selfdistill.layout import RunConfig
 
 # run configs (configs/accelerate/ holds accelerate's launch configs, tested in test_training)
 CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml") if p.parent.name != "accelerate")

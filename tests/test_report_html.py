@@ -41,10 +41,10 @@ def run_dir(tmp_path_factory, tiny_model_dir):
 
 
 def test_run_writes_html_and_report_rewrites_it_with_every_section(run_dir, capsys):
-    first = (run_dir / "report.html").read_text()
+    first = (run_dir / "report" / "report.html").read_text()
     assert "No sweep in" in first  # `run` wrote it before the sweep existed
     assert main(["report", str(run_dir)]) == 0
-    page = (run_dir / "report.html").read_text()
+    page = (run_dir / "report" / "report.html").read_text()
     for heading in ("Configuration and provenance", "pass@k by difficulty", "Base vs SSD", "Temperature sweep",
                     "Lock/fork diagnostics", "Training", "Sampling statistics", "Responses side by side"):
         assert f"<h2>{heading}</h2>" in page, heading
@@ -55,6 +55,22 @@ def test_run_writes_html_and_report_rewrites_it_with_every_section(run_dir, caps
     assert len(srcs) >= 6 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "<pre>" in page and "&lt;" not in page.split("<pre>")[0][-50:]  # responses are escaped
+    # report.json says what both renderings show, and the report's record names its inputs
+    data = json.loads((run_dir / "report" / "report.json").read_text())
+    assert data["sweep"] and data["analysis"] and data["comparison"]
+    record = json.loads((run_dir / "report" / "stage.json").read_text())
+    assert set(record["inputs"]) == {"base_eval", "sample", "train", "ssd_eval", "sweep", "analyze"}
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "## Temperature sweep" in md and "No sweep" not in md
+
+
+def test_report_refuses_a_stage_whose_results_changed_after_it_finished(run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    results = run / "base_eval" / "results.json"
+    results.write_text(results.read_text().replace('"correct": 0', '"correct": 1', 1))
+    assert main(["report", str(run)]) == 2
+    assert "base_eval/results.json changed after the eval stage finished" in capsys.readouterr().err
 
 
 def test_report_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
@@ -82,7 +98,7 @@ def test_report_renders_in_headless_chromium(run_dir):
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
     try:
-        driver.get((run_dir / "report.html").as_uri())
+        driver.get((run_dir / "report" / "report.html").as_uri())
         assert driver.title.startswith("SSD report")
         images = driver.execute_script(
             "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])")
@@ -97,6 +113,20 @@ def test_report_renders_in_headless_chromium(run_dir):
         shot = ARTIFACTS / "report.png"
         driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 20_000
+        # the numbers the page shows are report.json's
+        data = json.loads((run_dir / "report" / "report.json").read_text())
+        shown = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#comparison tbody tr'))"
+            ".map(r => Array.from(r.cells).map(c => c.textContent))")
+        assert len(shown) == len(data["comparison"]) > 0
+        for row, want in zip(shown, data["comparison"]):
+            assert row[0] == want["subset"] and int(row[1]) == want["problems"] and int(row[2]) == want["k"]
+            assert float(row[3]) == round(100 * want["base"], 1) and float(row[4]) == round(100 * want["ssd"], 1)
+            assert row[6] == f"{want['wins']}/{want['losses']}/{want['ties']}"
+        best = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#sweep-best tbody tr'))"
+            ".map(r => Array.from(r.cells).map(c => c.textContent))")
+        assert [(r[0], float(r[1])) for r in best] == [(n, b["t_eval"]) for n, b in data["sweep"]["best"].items()]
         (ARTIFACTS / "report-images.json").write_text(json.dumps(images))
     finally:
         driver.quit()

@@ -54,7 +54,7 @@ def test_resume_from_torn_and_partial_batches_matches_uninterrupted(tmp_path, ti
     full = (tmp_path / "full" / "generations.jsonl").read_text().splitlines(keepends=True)
     crashed = tmp_path / "crashed"
     crashed.mkdir()
-    (crashed / "generations.jsonl.meta.json").write_bytes((tmp_path / "full" / "generations.jsonl.meta.json").read_bytes())
+    (crashed / "stage.json").write_bytes((tmp_path / "full" / "stage.json").read_bytes())
     # batch 0 complete, one row of batch 1, then half a line
     (crashed / "generations.jsonl").write_text("".join(full[:4]) + full[4][:30])
     run_sample(crashed, tiny_model_dir)
@@ -68,7 +68,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_model_dir, capsys)
                  "--min-p", "0", "--max-tokens", "24", "--n", "2", "--seed", "7", "--batch-size", "3",
                  "--no-progress"])
     assert code == 2
-    assert "different settings (decoding)" in capsys.readouterr().err
+    assert "other settings or inputs (settings.decoding.temperature: 1.0 -> 0.5" in capsys.readouterr().err
 
 
 def test_killed_process_resumes_to_identical_file(tmp_path, tiny_model_dir):
@@ -109,13 +109,13 @@ def test_resume_is_keyed_on_the_models_content_not_its_name(tmp_path, tiny_model
     shutil.copytree(tiny_model_dir, model_dir)
     out = tmp_path / "a"
     run_sample(out, model_dir)
-    meta = json.loads((out / "generations.jsonl.meta.json").read_text())
-    assert meta["model_content"].startswith("sha256:") and len(meta["templates_sha256"]) == 64
+    record = json.loads((out / "stage.json").read_text())
+    assert record["inputs"]["model"].startswith("sha256:") and len(record["settings"]["templates_sha256"]) == 64
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
     model.save_pretrained(model_dir)  # retrained in place
     from selfdistill.errors import SelfdistillError
 
-    with pytest.raises(SelfdistillError, match="model_content"):
+    with pytest.raises(SelfdistillError, match="inputs.model: sha256:"):
         run_sample(out, model_dir)

@@ -29,8 +29,11 @@ def test_two_shards_merged_equal_the_unsharded_run(stage, tmp_path, tiny_model_d
     s1_rows = read(tmp_path / "s1" / "generations.jsonl").splitlines()
     assert s0_rows and s1_rows and len(s0_rows) + len(s1_rows) == 10
     assert main(["merge", str(tmp_path / "s1"), str(tmp_path / "s0"), "--out", str(tmp_path / "m")]) == 0
-    for name in ("generations.jsonl", "generations.jsonl.meta.json", "samples.jsonl"):
+    for name in ("generations.jsonl", "samples.jsonl"):
         assert read(tmp_path / "m" / name) == read(tmp_path / "full" / name), name
+    merged_record, full_record = (json.loads(read(tmp_path / d / "stage.json")) for d in ("m", "full"))
+    assert {k: merged_record[k] for k in ("stage", "settings", "inputs")} == \
+        {k: full_record[k] for k in ("stage", "settings", "inputs")}  # a run may reuse the merged stage
     if stage == "eval":
         full = json.loads(read(tmp_path / "full" / "results.json"))
         merged = json.loads(read(tmp_path / "m" / "results.json"))
@@ -54,12 +57,16 @@ def test_merge_refuses_missing_repeated_or_mismatched_shards(tmp_path, tiny_mode
                  "--out", str(tmp_path / "x1"), *other, "--shard", "1/2"]) == 0
     assert main(["merge", str(tmp_path / "s0"), str(tmp_path / "x1"), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
-    assert "other settings" in err and "decoding" in err
-    # an unfinished shard: drop its last row
+    assert "other settings or inputs" in err and "settings.decoding.seed: 6 -> 5" in err
+    # a shard whose rows changed after it finished
     gen = tmp_path / "s1" / "generations.jsonl"
     gen.write_text("".join(gen.read_text().splitlines(keepends=True)[:-1]))
     assert main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")]) == 2
-    assert "unfinished or repeated" in capsys.readouterr().err
+    assert "generations.jsonl changed after the sample stage finished" in capsys.readouterr().err
+    # an unfinished shard: no complete record
+    (tmp_path / "s1" / "stage.json").unlink()
+    assert main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")]) == 2
+    assert "not a finished stage" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
 

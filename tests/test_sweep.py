@@ -64,4 +64,4 @@ def test_sweep_runs_reuses_and_refuses_cells(tmp_path, tiny_model_dir, capsys):
     assert main(args) == 0
     assert capsys.readouterr().out.count("[skip]") == 4
     assert main(args[:-3] + ["--max-tokens", "9", "--out", str(out), "--no-progress"]) == 2
-    assert "other settings (decoding)" in capsys.readouterr().err
+    assert "T0 is stale: settings.decoding.max_tokens: 8 -> 9" in capsys.readouterr().err

@@ -78,27 +78,36 @@ def test_rerun_resumes_from_the_last_checkpoint(tmp_path, tiny_model_dir):
     assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
     shutil.rmtree(out / "checkpoints" / "checkpoint-4")  # as if killed after step 3
     shutil.rmtree(out / "model")
-    # other data under the same path: recomputed steps 1-3 would show other losses
-    (tmp_path / "s.jsonl").write_text("".join(json.dumps({"prompt": [{"role": "user", "content": "x"}],
-                                                          "completion": "y" * (i + 1)}) + "\n" for i in range(8)))
+    # mark what checkpoint-3 remembers: a restored history carries the mark, a recomputed one not
+    state_path = out / "checkpoints" / "checkpoint-3" / "trainer_state.json"
+    state = json.loads(state_path.read_text())
+    state["log_history"][0]["loss"] = 123.0
+    state_path.write_text(json.dumps(state))
     result = train(cfg)
     history = json.loads((out / "loss.json").read_text())
     assert result["steps"] == 4
     assert [h["step"] for h in history] == [1, 2, 3, 4]
-    assert history[:3] == first[:3]  # restored from checkpoint-3, not recomputed
-    assert history[3] != first[3]
+    assert history[0]["loss"] == 123.0 and history[1:3] == first[1:3]  # restored from checkpoint-3
+    assert json.loads((out / "stage.json").read_text())["complete"]
 
 
-def test_a_rerun_with_other_settings_is_refused(tmp_path, tiny_model_dir):
-    import pytest
-
+def test_a_rerun_with_other_settings_or_other_data_is_refused(tmp_path, tiny_model_dir):
     from selfdistill.errors import SelfdistillError
-    from selfdistill.training import pin_settings
+    from selfdistill.records import open_stage
+    from selfdistill.training import stage_key
 
-    pin_settings(config(tmp_path, tiny_model_dir))
-    pin_settings(config(tmp_path, tiny_model_dir, progress=True))  # progress bars may change
-    with pytest.raises(SelfdistillError, match="learning_rate"):
-        pin_settings(config(tmp_path, tiny_model_dir, learning_rate=5e-3))
+    cfg = config(tmp_path, tiny_model_dir)
+    with open_stage(tmp_path / "t", stage_key(cfg)):
+        pass  # started: the pin a resume is checked against
+    with open_stage(tmp_path / "t", stage_key(config(tmp_path, tiny_model_dir, progress=True))):
+        pass  # progress bars may change
+    with pytest.raises(SelfdistillError, match="settings.learning_rate: 0.01 -> 0.005"):
+        train(config(tmp_path, tiny_model_dir, learning_rate=5e-3))
+    # other data under the same path: resuming the old checkpoints over it is refused
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps({"prompt": [{"role": "user", "content": "x"}],
+                                                          "completion": "y" * (i + 1)}) + "\n" for i in range(8)))
+    with pytest.raises(SelfdistillError, match="inputs.data: sha256:"):
+        train(TrainConfig(**{**cfg.__dict__}))
 
 
 def test_last_checkpoint_is_by_step_number(tmp_path):
@@ -142,7 +151,7 @@ def test_a_run_refuses_an_unmerged_lora():
 
     from selfdistill.config import build, read_yaml
     from selfdistill.errors import SelfdistillError
-    from selfdistill.pipeline import RunConfig
+    from selfdistill.layout import RunConfig
 
     data = read_yaml("configs/cpu-demo.yaml")
     data["training"] = {**data["training"], "merge_lora": False}

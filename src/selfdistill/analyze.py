@@ -36,7 +36,8 @@ from typing import Any
 
 from selfdistill.config import provenance, to_dict
 from selfdistill.errors import SelfdistillError, located
-from selfdistill.files import atomic_write_text, read_jsonl
+from selfdistill.files import atomic_write_text, read_jsonl, sha256_file
+from selfdistill.records import StageKey, open_stage
 
 RANKS = 60
 CLASSES = ("lock", "fork", "other")
@@ -258,10 +259,21 @@ def analyze(config: AnalyzeConfig) -> dict[str, Any]:
               "models": models, "speed": speed, "diagnostics": results,
               "top20_bins": [round(i / TOP20_BINS, 2) for i in range(TOP20_BINS + 1)],
               "provenance": provenance()}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "analyze.json", json.dumps(record, indent=1))
-    plot(record, out / "analyze")
+    with open_stage(out, stage_key(config), derived=True) as stage:
+        atomic_write_text(out / "analyze.json", json.dumps(record, indent=1))
+        plot(record, out / "analyze")
+        stage.finish(["analyze.json"], {"provenance": record["provenance"]})
     return record
+
+
+def stage_key(config: AnalyzeConfig) -> StageKey:
+    """The analyze stage's record key: its settings, the responses and both models by content."""
+    from selfdistill.models import fingerprint, resolve_model
+
+    settings = {k: v for k, v in to_dict(config).items() if k not in ("samples", "base", "ssd", "out", "progress")}
+    return StageKey("analyze", settings, {"samples": "sha256:" + sha256_file(Path(config.samples)),
+                                          "base": fingerprint(resolve_model(config.base)),
+                                          "ssd": fingerprint(resolve_model(config.ssd))})
 
 
 def plot(record: dict[str, Any], stem: Path) -> list[Path]:

@@ -9,7 +9,7 @@
     selfdistill sweep  [--config YAML] --models NAME=M,... --problems SPEC --t-eval T,... (decoding) --out DIR
     selfdistill analyze [--config YAML] --samples FILE --base M --ssd M --top-k K --top-p P --min-p M --out DIR
     selfdistill toy    [--config YAML] [--t-train T ...] [--out DIR]
-    selfdistill run    CONFIG.yaml
+    selfdistill run    CONFIG.yaml [KEY=VALUE ...] [--plan] [--rebuild]
 
 Every flag overrides the YAML key of the same name (decoding, engine and sandbox flags land
 in the `decoding:`, `engine:` and `sandbox:` sections). Bad input prints one `error:` line, exits 2.
@@ -187,7 +187,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from selfdistill.report import ReportConfig, report
 
     paths = report(_load(ReportConfig, args))
-    print(f"written: {paths['md']}, {paths['html']}")
+    print(f"written: {paths['json']}, {paths['md']}, {paths['html']}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -215,10 +215,31 @@ def cmd_toy(args: argparse.Namespace) -> None:
         print(f"written: {config.out}/toy.json, toy.png, toy.svg")
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs (dotted keys, YAML values: 8, 1e-4, false, [0.5, 1.0]) for a config."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key or not all(key.split(".")):
+            raise SelfdistillError(f"override {item!r}: expected KEY=VALUE, e.g. training.max_steps=8")
+        try:
+            out[key] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as e:
+            raise SelfdistillError(f"override {item!r}: malformed value ({e})") from None
+        if out[key] is None:
+            raise SelfdistillError(f"override {item!r}: no value")
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> None:
+    from selfdistill.config import build, merge, read_yaml
     from selfdistill.pipeline import RunConfig, run
 
-    run(_load(RunConfig, args))
+    data = merge(read_yaml(args.config), parse_overrides(args.overrides))
+    data = merge(data, {k: v for k, v in _overrides(args).items() if k != "overrides"})
+    run(build(RunConfig, data, where=args.config), overrides=list(args.overrides))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the whole SSD loop from one YAML config")
     p.add_argument("config", help="run config YAML (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="override config fields by dotted key, e.g. training.max_steps=8 engine.backend=transformers")
+    p.add_argument("--plan", dest="plan", action="store_const", const=True,
+                   help="print every stage as fresh / stale / missing with the reason; run nothing")
+    p.add_argument("--rebuild", dest="rebuild", action="store_const", const=True,
+                   help="recompute stale stages and every stage after them (otherwise a stale stage is an error)")
     p.add_argument("--out", help="run directory (overrides the YAML)")
     p.add_argument("--stop-after", dest="stop_after", choices=["base_eval", "sample"],
                    help="stop after this stage (train on many GPUs from RUN/train.yaml, then rerun)")
@@ -284,7 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from selfdistill.config import git_revision
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "run":  # KEY=VALUE overrides may stand after the flags too
+        args.overrides += [e for e in extra if "=" in e and not e.startswith("-")]
+        extra = [e for e in extra if e not in args.overrides]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     git_revision()  # pin the code revision this run records, before any long work
     try:
         args.func(args)

@@ -150,20 +150,6 @@ def _all_defaults(cls: type) -> bool:
     )
 
 
-def _same(stored: Any, expected: Any) -> bool:
-    """Equal, where a mapping is compared on the expected keys (a stage records its whole
-    engine config; only the settings that change outputs must match)."""
-    if isinstance(expected, dict) and isinstance(stored, dict):
-        return all(_same(stored.get(k), v) for k, v in expected.items())
-    return stored == expected
-
-
-def changed_settings(stored: dict[str, Any], expected: dict[str, Any]) -> list[str]:
-    """The keys of `expected` whose values a finished stage's record does not match: a stage
-    is reused only when this is empty."""
-    return sorted(k for k, v in expected.items() if not _same(stored.get(k), v))
-
-
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 

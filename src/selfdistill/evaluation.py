@@ -4,14 +4,18 @@
     selfdistill eval --model qwen2.5-coder-0.5b --problems leetcode:eval --n 1 \
         --temperature 0 --top-k 0 --top-p 1 --min-p 0 --max-tokens 768 --seed 0 --out runs/base
 
-Writes DIR/results.json (config, metrics, per-problem verdicts), DIR/samples.jsonl (every
-raw response with its extracted code and verdict) and prints a table: pass@k (metrics.py)
+Writes DIR/verdicts.jsonl (each verdict as it is decided, so a killed run resumes without
+judging again), DIR/results.json (config, metrics, per-problem verdicts), DIR/samples.jsonl
+(every raw response with its extracted code and verdict), DIR/stage.json last (records.py)
+and prints a table: pass@k (metrics.py)
 overall and by difficulty, for each k in 1, 2, 5, 10, ... up to the smallest n.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +23,20 @@ from typing import Any
 
 from selfdistill.config import provenance, to_dict
 from selfdistill.errors import SelfdistillError, located
-from selfdistill.files import atomic_write_text, read_jsonl
+from selfdistill.files import (
+    append_synced,
+    atomic_write_text,
+    read_appended,
+    read_jsonl,
+    sha256_file,
+)
 from selfdistill.generation import DecodingConfig, EngineConfig
-from selfdistill.judge import SandboxConfig, judge_description, judge_many
+from selfdistill.judge import SandboxConfig, judge_description, judge_key, judge_many
 from selfdistill.metrics import compute_metrics
 from selfdistill.problems import Problem, ProblemSet, load_problems
 from selfdistill.prompts import extract_code
-from selfdistill.rollouts import generate, parse_shard
+from selfdistill.records import StageKey, open_stage
+from selfdistill.rollouts import generate, generation_key, parse_shard
 
 
 @dataclass
@@ -80,20 +91,70 @@ def read_completions(path: Path, known: dict[str, Problem]) -> dict[str, list[di
 
 
 def score(
-    pset: ProblemSet, grouped: dict[str, list[dict[str, Any]]], sandbox: SandboxConfig, progress: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Judge every response; return per-problem records and per-sample rows."""
+    pset: ProblemSet, grouped: dict[str, list[dict[str, Any]]], sandbox: SandboxConfig, progress: bool,
+    out: Path,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
+    """Judge every response; return per-problem records, per-sample rows and how many
+    verdicts were reused. Each verdict is appended to out/verdicts.jsonl (fsynced) the
+    moment it is decided, keyed by the response's position, problem and code, so an
+    evaluation killed at any point and rerun judges only what it had not kept (the stage
+    record has pinned the judge's limits). A `judge_error` verdict is judged again."""
     problems = [p for p in pset.problems if p.task_id in grouped]
-    items, samples = [], []
+    items, samples, keys = [], [], []
     for p in problems:
         for row in grouped[p.task_id]:
             code = extract_code(row["completion"])
             items.append((p, code))
             samples.append({**row, "code": code})
-    results = judge_many(items, sandbox, progress=progress)
-    for sample, res in zip(samples, results):
-        sample["result"] = res.to_json()
-    return per_problem_records(problems, samples), samples
+            digest = hashlib.sha256((code if code is not None else "\0none").encode()).hexdigest()[:16]
+            keys.append(f"{len(keys)}:{p.task_id}:{digest}")
+    path = out / "verdicts.jsonl"
+    kept = {r["key"]: r["result"] for r in read_appended(path)
+            if isinstance(r.get("result"), dict) and r["result"].get("status") not in (None, "judge_error")}
+    wanted = set(keys)
+    kept = {k: v for k, v in kept.items() if k in wanted}
+    # one atomic rewrite drops a torn line, stale rows and judge errors
+    atomic_write_text(path, "".join(json.dumps({"key": k, "result": v}) + "\n" for k, v in kept.items()))
+    todo = [i for i, k in enumerate(keys) if k not in kept]
+    with open(path, "a", encoding="utf-8") as f:
+        def keep(j: int, res: Any) -> None:
+            kept[keys[todo[j]]] = res.to_json()
+            append_synced(f, [{"key": keys[todo[j]], "result": kept[keys[todo[j]]]}])
+
+        judge_many([items[i] for i in todo], sandbox, progress=progress, on_result=keep)
+    for sample, key in zip(samples, keys):
+        sample["result"] = kept[key]
+    errors = sum(kept[k]["status"] == "judge_error" for k in keys)
+    if errors:
+        print(f"warning: the judge could not run {errors} program(s) (status judge_error); "
+              "rerun the same command to judge them again", file=sys.stderr)
+    counts = {"reused": len(keys) - len(todo), "judged": len(todo), "judge_errors": errors}
+    return per_problem_records(problems, samples), samples, counts
+
+
+def stage_key(config: EvalConfig, pset: ProblemSet | None = None) -> StageKey:
+    """The eval stage's record key: problems and judge by content, the responses' source
+    (a completions file's sha256, or the generation's settings and model content)."""
+    pset = pset if pset is not None else load_eval_problems(config)
+    settings: dict[str, Any] = {"problems": config.problems, "limit": config.limit, "shard": config.shard}
+    inputs: dict[str, Any] = {"problems": pset.key(), "judge": judge_key(config.sandbox)}
+    if config.completions:
+        path = Path(config.completions)
+        if not path.is_file():
+            raise SelfdistillError(f"{path}: no such completions file")
+        inputs["completions"] = "sha256:" + sha256_file(path)
+    else:
+        gen_settings, gen_inputs = generation_key(config.model, config.engine, config.decoding, config.batch_size)
+        settings |= gen_settings
+        inputs |= gen_inputs
+    return StageKey("eval", settings, inputs)
+
+
+def load_eval_problems(config: EvalConfig) -> ProblemSet:
+    pset = load_problems(config.problems, require_tests=True)
+    if config.limit:
+        pset.problems = pset.problems[: config.limit]
+    return pset
 
 
 def per_problem_records(problems: list[Problem], samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -115,28 +176,31 @@ def evaluate(config: EvalConfig, backend: Any = None) -> EvalResult:
     """The `eval` stage's entry point; `backend`, an engine already open for config.model,
     spares a sweep one engine start per temperature."""
     out = Path(config.out)
-    pset = load_problems(config.problems, require_tests=True)
-    if config.limit:
-        pset.problems = pset.problems[: config.limit]
+    pset = load_eval_problems(config)
     known = {p.task_id: p for p in pset.problems}
     record: dict[str, Any] = {"stage": "eval", **to_dict(config), "problems_resolved": pset.resolved}
-    if config.completions:
-        grouped = read_completions(Path(config.completions), known)
-        out.mkdir(parents=True, exist_ok=True)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        rows, generation = generate(config.model, config.engine, pset.problems,
-                                    {"problems": config.problems, "limit": config.limit},
-                                    config.decoding, config.batch_size, out / "generations.jsonl",
-                                    config.progress, config.shard, backend)
-        record.update(generation)
-        grouped = defaultdict(list)
-        for r in rows:
-            grouped[r["task_id"]].append(r)
-    problems, samples = score(pset, grouped, config.sandbox, config.progress)
-    record["judge"] = judge_description(config.sandbox)
-    record["provenance"] = provenance()
-    return write_results(out, pset, problems, samples, record)
+    grouped = read_completions(Path(config.completions), known) if config.completions else None
+    with open_stage(out, stage_key(config, pset), {"model": config.model}) as stage:
+        if grouped is None:
+            rows, generation = generate(config.model, config.engine, pset.problems, config.decoding,
+                                        config.batch_size, out / "generations.jsonl", config.progress,
+                                        config.shard, backend)
+            record.update(generation)
+            grouped = defaultdict(list)
+            for r in rows:
+                grouped[r["task_id"]].append(r)
+        problems, samples, counts = score(pset, grouped, config.sandbox, config.progress, out)
+        record["judge"] = judge_description(config.sandbox)
+        record["judging"] = counts
+        record["provenance"] = provenance()
+        result = write_results(out, pset, problems, samples, record)
+        stage.finish(eval_outputs(out), {"provenance": record["provenance"], "judging": counts})
+    return result
+
+
+def eval_outputs(out: Path) -> list[str]:
+    """The files an eval stage's record vouches for."""
+    return [n for n in ("generations.jsonl", "samples.jsonl", "results.json") if (out / n).exists()]
 
 
 def write_results(out: Path, pset: ProblemSet, problems: list[dict[str, Any]],

@@ -33,9 +33,33 @@ def read_jsonl(path: Path, what: str = "JSONL") -> list[tuple[int, dict[str, Any
     return rows
 
 
+def read_appended(path: Path) -> list[dict[str, Any]]:
+    """The rows of an append-only JSONL file that a killed process may have left with a
+    torn last line (dropped); a corrupt complete line is an error naming it."""
+    rows: list[dict[str, Any]] = []
+    if not path.exists():
+        return rows
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.endswith("\n"):
+                break  # torn write from a killed process
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise located(path, lineno, "corrupt row (not written by selfdistill?)") from None
+    return rows
+
+
+def append_synced(f: Any, rows: list[dict[str, Any]]) -> None:
+    """Append rows to an open JSONL file and put them on disk before returning."""
+    f.write("".join(json.dumps(r) + "\n" for r in rows))
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()

@@ -214,28 +214,37 @@ MANIFEST = "selfdistill-materialized.json"
 
 def materialize_hf(ref: ModelRef) -> Path:
     """The GGUF model `ref` as a Hugging Face safetensors directory (float32, so the
-    dequantised weights are kept exactly), written once into the cache, atomically, and
-    checked against its manifest (source sha256 and every file's sha256) on each use."""
+    dequantised weights are kept exactly), written once into the cache and checked against
+    its manifest (source sha256 and every file's sha256) on each use. Safe with several
+    processes: one writes (the others wait on a lock file), into a temporary directory
+    renamed into place complete, and a finished copy is never removed."""
+    import fcntl
+
     if not ref.gguf_file or not ref.sha256:
         raise SelfdistillError(f"{ref.spec}: only a checksummed GGUF model is materialised")
     target = cache_dir() / "hf" / f"{Path(ref.gguf_file).stem}-{ref.sha256[:16]}"
-    if (target / MANIFEST).is_file():
-        manifest = json.loads((target / MANIFEST).read_text())
-        for name, digest in manifest["files"].items():
-            _verified(target / name, digest)
-        return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".partial-"))
-    tokenizer = load_tokenizer(ref)
-    model = load_model(ref, "float32")
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-    manifest = {"source": ref.describe(), "dtype": "float32", "files": files}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    shutil.rmtree(target, ignore_errors=True)  # a copy without manifest is unfinished
-    try:
-        os.replace(tmp, target)
-    except OSError:  # another process finished first: its copy stands
-        shutil.rmtree(tmp, ignore_errors=True)
+    with open(target.with_name(target.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if (target / MANIFEST).is_file():
+            manifest = json.loads((target / MANIFEST).read_text())
+            for name, digest in manifest["files"].items():
+                _verified(target / name, digest)
+            return target
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".partial-"))
+        try:
+            tokenizer = load_tokenizer(ref)
+            model = load_model(ref, "float32")
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            manifest = {"source": ref.describe(), "dtype": "float32", "files": files}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            if target.exists():  # a copy without a manifest: left by a version that wrote in place
+                stale = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".stale-"))
+                os.replace(target, stale / "copy")
+                shutil.rmtree(stale, ignore_errors=True)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target

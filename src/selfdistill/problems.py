@@ -101,6 +101,15 @@ class ProblemSet:
     problems: list[Problem]
     resolved: dict[str, Any] = field(default_factory=dict)
 
+    def key(self) -> dict[str, Any]:
+        """The problems by content, for the stage record: a checksum of every problem as
+        loaded (statement, tests, metadata) and the source's version; paths are left out,
+        so moving a file does not make a stage stale but editing it does."""
+        content = json.dumps([p.to_json() for p in self.problems], sort_keys=True, default=str)
+        source = {k: v for k, v in self.resolved.items() if k not in ("directory", "file", "files")}
+        return {"count": len(self.problems), "sha256": hashlib.sha256(content.encode()).hexdigest(),
+                "source": source}
+
     def summary(self) -> dict[str, Any]:
         kinds = Counter(p.kind for p in self.problems)
         diffs = Counter(p.difficulty or "unknown" for p in self.problems)

@@ -1,10 +1,18 @@
-"""`selfdistill report RUN_DIR`: report.md and report.html for a run. report.md: base vs SSD pass@k with paired bootstrap 95% intervals, per-problem
-win/loss counts and an exact sign test (metrics.py).
+"""`selfdistill report RUN_DIR`: RUN/report/report.json, report.md and one self-contained
+report.html, rendered from the run directory's stage records and results alone (`run`
+ends by calling the same code).
 
-The interval of a difference resamples problems with replacement (the same problems for
-both models, hence paired) and takes the 2.5th and 97.5th percentiles of the mean
-per-problem difference in pass@k. Where neither model solved a problem of a subset, the
-subset says "no solved problems" instead of a degenerate interval.
+One data structure (`report_data`, written as report.json) holds every number shown; the
+markdown and the HTML are two renderings of it, so they cannot disagree. base vs SSD:
+pass@k with paired bootstrap 95% intervals, per-problem win/loss counts and an exact sign
+test (metrics.py). The interval of a difference resamples problems with replacement (the
+same problems for both models, hence paired) and takes the 2.5th and 97.5th percentiles of
+the mean per-problem difference in pass@k. Where neither model solved a problem of a
+subset, the subset says "no solved problems" instead of a degenerate interval.
+
+Every stage read must be finished, with its outputs still the files its record vouches
+for (records.verified); the report's own record names those records by content, so a
+report is stale as soon as any stage under it changes.
 """
 
 from __future__ import annotations
@@ -17,10 +25,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfdistill.config import provenance
+import yaml
+
+from selfdistill import records
+from selfdistill.config import to_dict
 from selfdistill.errors import SelfdistillError
 from selfdistill.files import atomic_write_text, read_jsonl
 from selfdistill.metrics import format_interval, ks_for, paired_comparison, subsets
+
+RUN_STAGES = ("base_eval", "sample", "train", "ssd_eval")
+# what the report reads of each stage; everything else may have been removed to save space
+NEEDED = {"base_eval": ("results.json",), "ssd_eval": ("results.json",), "sample": ("summary.json",),
+          "train": ("loss.json",), "sweep": ("sweep.json",), "analyze": ("analyze.json",)}
+
+
+@dataclass
+class ReportConfig:
+    """Write report.json, report.md and report.html for a finished run directory."""
+
+    run_dir: str = field(metadata={"help": "a `selfdistill run` directory"})
+    sweep_dir: str | None = field(default=None, metadata={"help": "a sweep's output (default RUN/sweep if present)"})
+    analyze_dir: str | None = field(default=None, metadata={
+        "help": "an analyze output (default RUN/analyze if present)"})
+    examples: int = field(default=4, metadata={"help": "problems shown with base and SSD responses side by side"})
+    max_response_chars: int = field(default=4000, metadata={"help": "longer responses are cut, saying so"})
 
 
 def compare(base: dict[str, Any], ssd: dict[str, Any], samples: int, seed: int) -> list[dict[str, Any]]:
@@ -29,7 +57,7 @@ def compare(base: dict[str, Any], ssd: dict[str, Any], samples: int, seed: int) 
     s = {p["task_id"]: p for p in ssd["problems"]}
     common = [p for p in base["problems"] if p["task_id"] in s]
     if not common:
-        raise ValueError("the two runs share no problems")
+        raise SelfdistillError("the base and SSD evaluations share no problems")
     n_min = min(min(p["n"] for p in common), min(s[p["task_id"]]["n"] for p in common))
     rows = []
     for name, group in subsets(common).items():
@@ -41,78 +69,30 @@ def compare(base: dict[str, Any], ssd: dict[str, Any], samples: int, seed: int) 
     return rows
 
 
-def _decoding(d: Any) -> str:
-    return (f"T={d.temperature}, top-k={d.top_k or 'off'}, top-p={d.top_p}, min-p={d.min_p or 'off'}, "
-            f"max_tokens={d.max_tokens}, n={d.n}, seed={d.seed}")
+def _decoding(d: dict[str, Any]) -> str:
+    return (f"T={d['temperature']}, top-k={d['top_k'] or 'off'}, top-p={d['top_p']}, min-p={d['min_p'] or 'off'}, "
+            f"max_tokens={d['max_tokens']}, n={d['n']}, seed={d['seed']}")
 
 
-def write_report(root: Path, config: Any, base: dict[str, Any], ssd: dict[str, Any],
-                 data: dict[str, Any], loss: list[dict[str, Any]], prov: dict[str, Any],
-                 report_config: ReportConfig | None = None) -> Path:
-    """report.md, report.json and report.html (write_html) of a run; returns report.md's path."""
-    rows = compare(base, ssd, config.bootstrap_samples, config.bootstrap_seed)
-    pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
-    lines = [
-        f"# SSD report: {config.model}",
-        "",
-        f"- benchmark: `{config.eval_problems}`" + (f" (first {config.eval_limit})" if config.eval_limit else ""),
-        f"- SSD prompts: `{config.train_problems}`" + (f" (first {config.train_limit})" if config.train_limit else ""),
-        f"- sampling (T_train): {_decoding(config.sample_decoding)}; filter `{config.sample_filter}`",
-        f"- base eval: {_decoding(config.base_decoding)}",
-        f"- SSD eval: {_decoding(config.ssd_decoding)}",
-        f"- training: {json.dumps(config.training)}",
-        f"- date {prov['date']}, git {prov['git_revision']}",
-        "",
-        "## pass@k, base vs SSD",
-        "",
-        "Percent; the difference with its paired bootstrap 95% interval over problems; wins/losses:",
-        "problems where SSD's pass@k is higher/lower; p: two-sided exact sign test on them.",
-        "",
-        "| subset | problems | k | base | SSD | diff [95% interval] | wins/losses/ties | p |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(f"| {r['subset']} | {r['problems']} | {r['k']} | {pct(r['base'])} | {pct(r['ssd'])} | "
-                     f"{format_interval(r)} | {r['wins']}/{r['losses']}/{r['ties']} | "
-                     f"{r['sign_test_p']:.3g} |")
-    lines += [
-        "",
-        "## SSD data (from `sample`)",
-        "",
-        f"- responses: {data['generated']}, kept for training: {data['kept']} (filter `{data['filter']}`)",
-        f"- with extractable code: {pct(data['with_code_share'])}%; empty: {pct(data['empty_share'])}%; "
-        f"truncated at max_tokens: {pct(data['truncated_share'])}%",
-        f"- completion tokens: median {data['completion_tokens']['median']:.0f}, "
-        f"p90 {data['completion_tokens']['p90']:.0f}, max {data['completion_tokens']['max']:.0f}",
-        "",
-        "## Training",
-        "",
-        f"- optimiser steps: {loss[-1]['step'] if loss else 0}; loss first {loss[0]['loss']:.4f}, "
-        f"last {loss[-1]['loss']:.4f} (curve: train/loss.png)" if loss else "- no loss logged",
-        "",
-        "Artifacts: base_eval/, sample/, train/, ssd_eval/ (each with its config and provenance).",
-        "",
-    ]
-    path = root / "report.md"
-    atomic_write_text(path, "\n".join(lines))
-    atomic_write_text(root / "report.json", json.dumps({"comparison": rows, "data": data}, indent=1))
-    write_html(root, config, base, ssd, rows, data, loss, report_config or ReportConfig(run_dir=str(root)))
-    return path
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
 
 
-# --- `selfdistill report RUN_DIR`: report.md and one self-contained report.html ---------
+def _input_dirs(config: ReportConfig) -> dict[str, Path]:
+    root = Path(config.run_dir)
+    dirs = {name: root / name for name in RUN_STAGES}
+    for name, given in (("sweep", config.sweep_dir), ("analyze", config.analyze_dir)):
+        d = Path(given) if given else root / name
+        if given or (d / records.RECORD).is_file():
+            dirs[name] = d
+    return dirs
 
 
-@dataclass
-class ReportConfig:
-    """Write report.md and report.html for a finished run directory."""
-
-    run_dir: str = field(metadata={"help": "a `selfdistill run` directory"})
-    sweep_dir: str | None = field(default=None, metadata={"help": "a sweep's output (default RUN/sweep if present)"})
-    analyze_dir: str | None = field(default=None, metadata={
-        "help": "an analyze output (default RUN/analyze if present)"})
-    examples: int = field(default=4, metadata={"help": "problems shown with base and SSD responses side by side"})
-    max_response_chars: int = field(default=4000, metadata={"help": "longer responses are cut, saying so"})
+def report_key(config: ReportConfig) -> records.StageKey:
+    """The report stage's record key: the records of every stage it renders, by content."""
+    settings = {k: v for k, v in to_dict(config).items() if k != "run_dir"}
+    return records.StageKey("report", settings, {name: records.record_digest(d)
+                                                 for name, d in _input_dirs(config).items()})
 
 
 def _load_json(path: Path, what: str) -> Any:
@@ -122,6 +102,141 @@ def _load_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise SelfdistillError(f"{path}: malformed JSON ({e.msg})") from None
+
+
+def run_settings(root: Path) -> dict[str, Any]:
+    """The run's resolved config (RUN/config.resolved.yaml) as written by `run`."""
+    path = root / "config.resolved.yaml"
+    if not path.is_file():
+        raise SelfdistillError(f"{root}: no config.resolved.yaml; not a `selfdistill run` directory")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SelfdistillError(f"{path}: malformed YAML ({e})") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise SelfdistillError(f"{path}: not a run config")
+    return data
+
+
+def report_data(config: ReportConfig) -> dict[str, Any]:
+    """Every number the report shows, from the run directory's records and results alone."""
+    root = Path(config.run_dir)
+    run = run_settings(root)
+    dirs = _input_dirs(config)
+    stage_records = {name: records.verified(d, NEEDED[name]) for name, d in dirs.items()}
+    base = _load_json(dirs["base_eval"] / "results.json", "base evaluation")
+    ssd = _load_json(dirs["ssd_eval"] / "results.json", "SSD evaluation")
+    data = {
+        "model": run["model"],
+        "run": {k: run.get(k) for k in ("eval_problems", "eval_limit", "train_problems", "train_limit",
+                                        "sample_decoding", "base_decoding", "ssd_decoding", "sample_filter",
+                                        "training", "engine", "overrides")},
+        "provenance": ssd["config"].get("provenance", {}),
+        "stages": {name: {"directory": str(d), "record": records.record_digest(d),
+                          "git_revision": stage_records[name].get("info", {}).get("provenance", {}).get("git_revision")}
+                   for name, d in dirs.items()},
+        "metrics": {"base": base["metrics"], "ssd": ssd["metrics"]},
+        "comparison": compare(base, ssd, run.get("bootstrap_samples", 2000), run.get("bootstrap_seed", 0)),
+        "data": _load_json(dirs["sample"] / "summary.json", "SSD data")["summary"],
+        "loss": _load_json(dirs["train"] / "loss.json", "training loss"),
+        "sweep": None, "analysis": None,
+    }
+    if "sweep" in dirs:
+        sw = _load_json(dirs["sweep"] / "sweep.json", "sweep")
+        data["sweep"] = {k: sw[k] for k in ("selection_caveat", "best", "comparisons", "report_problems")} | {
+            "select_metric": sw["config"]["select_metric"], "directory": str(dirs["sweep"])}
+    if "analyze" in dirs:
+        an = _load_json(dirs["analyze"] / "analyze.json", "analyze")
+        data["analysis"] = {"thresholds": an["thresholds"], "directory": str(dirs["analyze"]),
+                            "rows": [{"class": c, "model": n, **{k: s[k] for k in (
+                                "positions", "top1_mass", "entropy", "tail_mass_beyond_support")}}
+                                     for c in ("lock", "fork", "other") for n, d in an["diagnostics"].items()
+                                     for s in [d[c]] if s["positions"]]}
+    return data
+
+
+def _setting_rows(data: dict[str, Any]) -> list[list[Any]]:
+    r, prov = data["run"], data["provenance"]
+    limit = lambda n: f" (first {n})" if n else ""  # noqa: E731
+    return [["benchmark", f"{r['eval_problems']}{limit(r['eval_limit'])}"],
+            ["SSD prompts", f"{r['train_problems']}{limit(r['train_limit'])}"],
+            ["sampling (T_train)", _decoding(r["sample_decoding"])], ["filter", r["sample_filter"]],
+            ["base eval", _decoding(r["base_decoding"])], ["SSD eval", _decoding(r["ssd_decoding"])],
+            ["engine", json.dumps(r["engine"])], ["training", json.dumps(r["training"])],
+            ["overrides", " ".join(r.get("overrides") or []) or "none"],
+            ["date", prov.get("date")], ["git", prov.get("git_revision")], ["cpu", prov.get("cpu")],
+            ["versions", ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items() if v)]]
+
+
+COMPARISON_HEADER = ["subset", "problems", "k", "base (%)", "SSD (%)", "diff [95% interval]", "wins/losses/ties", "p"]
+
+
+def _comparison_rows(data: dict[str, Any]) -> list[list[Any]]:
+    return [[r["subset"], r["problems"], r["k"], _pct(r["base"]), _pct(r["ssd"]), format_interval(r),
+             f"{r['wins']}/{r['losses']}/{r['ties']}", f"{r['sign_test_p']:.3g}"] for r in data["comparison"]]
+
+
+def _data_rows(d: dict[str, Any]) -> list[list[Any]]:
+    if not d["generated"]:
+        return [["responses", 0]]
+    return [["responses", d["generated"]], ["kept for training", f"{d['kept']} (filter {d['filter']})"],
+            ["with extractable code", f"{_pct(d['with_code_share'])}%"], ["empty", f"{_pct(d['empty_share'])}%"],
+            ["truncated at max_tokens", f"{_pct(d['truncated_share'])}%"],
+            ["completion tokens (median / p90 / max)", f"{d['completion_tokens']['median']:.0f} / "
+             f"{d['completion_tokens']['p90']:.0f} / {d['completion_tokens']['max']:.0f}"]]
+
+
+def _loss_line(loss: list[dict[str, Any]]) -> str:
+    if not loss:
+        return "no loss logged"
+    return f"{loss[-1]['step']} optimiser steps; loss first {loss[0]['loss']:.4f}, last {loss[-1]['loss']:.4f}"
+
+
+def _sweep_tables(sw: dict[str, Any]) -> tuple[tuple[list[str], list[list[Any]]], tuple[list[str], list[list[Any]]]]:
+    m = sw["select_metric"]
+    best = (["model", "best T_eval", f"{m} on selection (%)", f"on {sw['report_problems']} reported problems (%)"],
+            [[n, b["t_eval"], _pct(b["selection_score"]), _pct(b["report"][m])] for n, b in sw["best"].items()])
+    comps = (["model - reference", "k", "diff [95% interval]", "wins/losses", "p"],
+             [[f"{c['model']} (T {c['model_t_eval']:g}) - {c['reference']} (T {c['reference_t_eval']:g})",
+               c["k"], format_interval(c), f"{c['wins']}/{c['losses']}", f"{c['sign_test_p']:.3g}"]
+              for c in sw["comparisons"]])
+    return best, comps
+
+
+def _analysis_table(an: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    return (["class", "model", "positions", "top-1 mass", "entropy", "tail beyond support"],
+            [[r["class"], r["model"], r["positions"], *(f"{r[k]:.3f}" for k in ("top1_mass", "entropy",
+                                                                             "tail_mass_beyond_support"))]
+             for r in an["rows"]])
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    lines = [f"# SSD report: {data['model']}", ""]
+    lines += [f"- {k}: {v}" for k, v in _setting_rows(data)]
+    lines += ["", "## pass@k, base vs SSD", "",
+              "Percent; the difference with its paired bootstrap 95% interval over problems; wins/losses:",
+              "problems where SSD's pass@k is higher/lower; p: two-sided exact sign test on them.", ""]
+    lines += _md_table(COMPARISON_HEADER, _comparison_rows(data))
+    lines += ["", "## Temperature sweep", ""]
+    if data["sweep"]:
+        lines.append(f"{data['sweep']['selection_caveat']}.")
+        lines.append("")
+        for header, rows in _sweep_tables(data["sweep"]):
+            lines += _md_table(header, rows) + [""]
+    else:
+        lines.append("No sweep in this run directory.")
+    lines += ["", "## Lock/fork diagnostics", ""]
+    if data["analysis"]:
+        lines.append("; ".join(f"{k}: {v}" for k, v in data["analysis"]["thresholds"].items()))
+        lines.append("")
+        lines += _md_table(*_analysis_table(data["analysis"]))
+    else:
+        lines.append("No analysis in this run directory.")
+    lines += ["", "## SSD data (from `sample`)", ""] + [f"- {k}: {v}" for k, v in _data_rows(data["data"])]
+    lines += ["", "## Training", "", f"- {_loss_line(data['loss'])} (curve: train/loss.png)", "",
+              "Artifacts: " + ", ".join(f"{n}/" for n in data["stages"]) + " (each with its stage record, "
+              "config and provenance).", ""]
+    return "\n".join(lines)
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -173,10 +288,16 @@ def _figures(loss: list[dict[str, Any]], lengths: dict[str, list[int]], verdicts
     return figs
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def _table(header: list[str], rows: list[list[Any]], table_id: str | None = None) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    ident = f" id='{table_id}'" if table_id else ""
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
 
 
 def _metrics_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
@@ -212,9 +333,9 @@ grid-template-columns:1fr 1fr;gap:12px}.figs{display:flex;flex-wrap:wrap;gap:12p
 code{background:#f3f3f3;padding:0 3px}"""
 
 
-def write_html(root: Path, config: Any, base: dict[str, Any], ssd: dict[str, Any], rows: list[dict[str, Any]],
-               summary: dict[str, Any], loss: list[dict[str, Any]], report_config: ReportConfig) -> Path:
-    """report.html: one file, images inlined, no scripts and no network."""
+def render_html(data: dict[str, Any], root: Path, config: ReportConfig) -> str:
+    """report.html: one file, images inlined, no scripts and no network. The figures and
+    the responses side by side come from the run's sample files where they were kept."""
     sample_rows = _rows(root / "sample" / "generations.jsonl")
     base_rows, ssd_rows = _rows(root / "base_eval" / "samples.jsonl"), _rows(root / "ssd_eval" / "samples.jsonl")
     lengths = {"SSD data": [r["completion_tokens"] for r in sample_rows if "completion_tokens" in r],
@@ -222,104 +343,63 @@ def write_html(root: Path, config: Any, base: dict[str, Any], ssd: dict[str, Any
                "SSD eval": [r["completion_tokens"] for r in ssd_rows if "completion_tokens" in r]}
     verdicts = {"base": Counter(r["result"]["status"] for r in base_rows if "result" in r),
                 "SSD": Counter(r["result"]["status"] for r in ssd_rows if "result" in r)}
-    figs = _figures(loss, lengths, verdicts)
-    prov = ssd["config"].get("provenance", {})
+    figs = _figures(data["loss"], lengths, verdicts)
     e = html.escape
-    out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>SSD report: {e(config.model)}</title>"
+    out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>SSD report: {e(data['model'])}</title>"
            f"<style>{_CSS}</style></head><body>",
-           f"<h1>SSD report: {e(config.model)}</h1>",
-           "<h2>Configuration and provenance</h2>",
-           _table(["setting", "value"], [
-               ["benchmark", f"{config.eval_problems}" + (f" (first {config.eval_limit})" if config.eval_limit else "")],
-               ["SSD prompts", f"{config.train_problems}" + (f" (first {config.train_limit})" if config.train_limit else "")],
-               ["sampling (T_train)", _decoding(config.sample_decoding)], ["filter", config.sample_filter],
-               ["base eval", _decoding(config.base_decoding)], ["SSD eval", _decoding(config.ssd_decoding)],
-               ["engine", json.dumps(config.engine.output_settings())],
-               ["training", json.dumps(config.training)],
-               ["date", prov.get("date")], ["git", prov.get("git_revision")], ["cpu", prov.get("cpu")],
-               ["versions", ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items() if v)]]),
+           f"<h1>SSD report: {e(data['model'])}</h1>",
+           "<h2>Configuration and provenance</h2>", _table(["setting", "value"], _setting_rows(data)),
            "<h2>pass@k by difficulty</h2>"]
-    for name, res in (("base", base), ("SSD", ssd)):
-        header, body = _metrics_rows(res["metrics"])
-        out += [f"<h3>{name}</h3>", _table(header, body)]
+    for name, key in (("base", "base"), ("SSD", "ssd")):
+        header, body = _metrics_rows(data["metrics"][key])
+        out += [f"<h3>{name}</h3>", _table(header, body, f"metrics-{key}")]
     out += ["<h2>Base vs SSD</h2><p class='note'>Difference in percentage points with its paired bootstrap 95% "
             "interval over problems; wins/losses: problems where SSD's pass@k is higher/lower; p: exact sign test.</p>",
-            _table(["subset", "problems", "k", "base (%)", "SSD (%)", "diff [95% interval]", "wins/losses/ties", "p"],
-                   [[r["subset"], r["problems"], r["k"], f"{100 * r['base']:.1f}", f"{100 * r['ssd']:.1f}",
-                     format_interval(r), f"{r['wins']}/{r['losses']}/{r['ties']}", f"{r['sign_test_p']:.3g}"]
-                    for r in rows])]
-    sweep_dir = Path(report_config.sweep_dir) if report_config.sweep_dir else root / "sweep"
+            _table(COMPARISON_HEADER, _comparison_rows(data), "comparison")]
     out.append("<h2>Temperature sweep</h2>")
-    if (sweep_dir / "sweep.json").is_file():
-        sw = _load_json(sweep_dir / "sweep.json", "sweep")
+    sw = data["sweep"]
+    if sw:
         out.append(f"<p class='note'>{e(sw['selection_caveat'])}.</p>")
-        out.append(_table(["model", "best T_eval", f"{sw['config']['select_metric']} on selection (%)",
-                           f"on {sw['report_problems']} reported problems (%)"],
-                          [[n, b["t_eval"], f"{100 * b['selection_score']:.1f}",
-                            f"{100 * b['report'][sw['config']['select_metric']]:.1f}"] for n, b in sw["best"].items()]))
-        out.append(_table(["model - reference", "k", "diff [95% interval]", "wins/losses", "p"],
-                          [[f"{c['model']} (T {c['model_t_eval']:g}) - {c['reference']} (T {c['reference_t_eval']:g})",
-                            c["k"], format_interval(c), f"{c['wins']}/{c['losses']}", f"{c['sign_test_p']:.3g}"]
-                           for c in sw["comparisons"]]))
+        (bh, br), (ch, cr) = _sweep_tables(sw)
+        out += [_table(bh, br, "sweep-best"), _table(ch, cr, "sweep-comparisons")]
         for stem in ("sweep", "grid"):
-            uri = _file_png(sweep_dir / f"{stem}.png")
+            uri = _file_png(Path(sw["directory"]) / f"{stem}.png")
             if uri:
                 out.append(f"<img alt='{stem}' src='{uri}'>")
     else:
-        out.append(f"<p class='note'>No sweep in {e(str(sweep_dir))} (run <code>selfdistill sweep --out "
-                   f"{e(str(sweep_dir))}</code>).</p>")
-    analyze_dir = Path(report_config.analyze_dir) if report_config.analyze_dir else root / "analyze"
+        out.append(f"<p class='note'>No sweep in {e(str(root / 'sweep'))} (run <code>selfdistill sweep --out "
+                   f"{e(str(root / 'sweep'))}</code>).</p>")
     out.append("<h2>Lock/fork diagnostics</h2>")
-    if (analyze_dir / "analyze.json").is_file():
-        an = _load_json(analyze_dir / "analyze.json", "analyze")
+    an = data["analysis"]
+    if an:
         out.append("<p class='note'>" + e("; ".join(f"{k}: {v}" for k, v in an["thresholds"].items())) + "</p>")
-        out.append(_table(["class", "model", "positions", "top-1 mass", "entropy", "tail beyond support"],
-                          [[c, n, s["positions"], *(f"{s[k]:.3f}" for k in ("top1_mass", "entropy",
-                                                                              "tail_mass_beyond_support"))]
-                           for c in ("lock", "fork", "other") for n, d in an["diagnostics"].items()
-                           for s in [d[c]] if s["positions"]]))
-        uri = _file_png(analyze_dir / "analyze.png")
+        out.append(_table(*_analysis_table(an), "analysis"))
+        uri = _file_png(Path(an["directory"]) / "analyze.png")
         if uri:
             out.append(f"<img alt='lock/fork diagnostics' src='{uri}'>")
     else:
-        out.append(f"<p class='note'>No analysis in {e(str(analyze_dir))} (run <code>selfdistill analyze --out "
-                   f"{e(str(analyze_dir))}</code>).</p>")
-    out += ["<h2>Training</h2>",
-            f"<img alt='training loss' src='{figs['loss']}'>" if "loss" in figs else "<p>No loss logged.</p>",
-            "<h2>Sampling statistics</h2>",
-            _table(["SSD data", "value"], [
-                ["responses", summary["generated"]], ["kept for training", summary["kept"]],
-                ["with extractable code", f"{100 * summary['with_code_share']:.1f}%"],
-                ["no code", f"{100 * (1 - summary['with_code_share']):.1f}%"],
-                ["truncated at max_tokens", f"{100 * summary['truncated_share']:.1f}%"],
-                ["median completion tokens", f"{summary['completion_tokens']['median']:.0f}"]]),
+        out.append(f"<p class='note'>No analysis in {e(str(root / 'analyze'))} (run <code>selfdistill analyze --out "
+                   f"{e(str(root / 'analyze'))}</code>).</p>")
+    out += ["<h2>Training</h2>", f"<p>{e(_loss_line(data['loss']))}</p>",
+            f"<img alt='training loss' src='{figs['loss']}'>" if "loss" in figs else "",
+            "<h2>Sampling statistics</h2>", _table(["SSD data", "value"], _data_rows(data["data"]), "data"),
             "<div class='figs'>", f"<img alt='response lengths' src='{figs['lengths']}'>",
             f"<img alt='verdicts' src='{figs['verdicts']}'>", "</div>",
             "<h2>Responses side by side</h2>",
-            _examples(base_rows, ssd_rows, report_config.examples, report_config.max_response_chars),
+            _examples(base_rows, ssd_rows, config.examples, config.max_response_chars),
             "</body></html>"]
-    path = root / "report.html"
-    atomic_write_text(path, "\n".join(out))
-    return path
+    return "\n".join(out)
 
 
 def report(config: ReportConfig) -> dict[str, Path]:
-    """The `report` stage's entry point: report.md and report.html from a run directory."""
-    import yaml
-
-    from selfdistill.config import build
-    from selfdistill.pipeline import RunConfig
-
+    """The `report` stage's entry point: RUN/report/report.{json,md,html} from a run directory."""
     root = Path(config.run_dir)
-    resolved_path = root / "config.resolved.yaml"
-    if not resolved_path.is_file():
-        raise SelfdistillError(f"{root}: no config.resolved.yaml; not a `selfdistill run` directory")
-    resolved = yaml.safe_load(resolved_path.read_text())
-    resolved.pop("training_resolved", None)
-    run_config = build(RunConfig, resolved, where=str(resolved_path))
-    base = _load_json(root / "base_eval" / "results.json", "base evaluation")
-    ssd = _load_json(root / "ssd_eval" / "results.json", "SSD evaluation")
-    data = _load_json(root / "sample" / "summary.json", "SSD data")["summary"]
-    loss = _load_json(root / "train" / "loss.json", "training loss")
-    md = write_report(root, run_config, base, ssd, data, loss, ssd["config"].get("provenance", provenance()), config)
-    return {"md": md, "html": root / "report.html"}
+    run_settings(root)  # a clear error for a directory that is not a run
+    out = root / "report"
+    with records.open_stage(out, report_key(config), derived=True) as stage:
+        data = report_data(config)
+        atomic_write_text(out / "report.json", json.dumps(data, indent=1))
+        atomic_write_text(out / "report.md", render_markdown(data))
+        atomic_write_text(out / "report.html", render_html(data, root, config))
+        stage.finish(["report.json", "report.md", "report.html"], {"provenance": data["provenance"]})
+    return {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}

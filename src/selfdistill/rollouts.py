@@ -8,20 +8,21 @@ merge` checks and joins them). After every batch its rows are appended, flushed 
 fsynced. On restart, rows of complete batches are kept, a torn last line or a partly
 written batch is dropped, and generation continues at the first missing batch with its
 items' own seeds, so the file ends up identical to the one an uninterrupted run writes.
-A sidecar `<file>.meta.json` pins the settings: resuming with different ones is refused
-rather than mixing two distributions in one file."""
+What may resume into the file is decided by the calling stage's record (records.py): its
+settings and inputs include `generation_key`, so a resume with other settings, another
+model's content or other prompt templates is refused rather than mixing two
+distributions in one file."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from selfdistill.errors import SelfdistillError, located
-from selfdistill.files import atomic_write_text
+from selfdistill.errors import SelfdistillError
+from selfdistill.files import append_synced, atomic_write_text, read_appended
 from selfdistill.generation import (
     DecodingConfig,
     EngineConfig,
@@ -31,35 +32,6 @@ from selfdistill.generation import (
 )
 from selfdistill.problems import Problem
 from selfdistill.prompts import TEMPLATES, prompt_messages
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    if not path.exists():
-        return rows
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.endswith("\n"):
-                break  # torn write from a killed process
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise located(path, lineno, "corrupt row (not written by selfdistill?)") from None
-    return rows
-
-
-def _check_meta(path: Path, meta: dict[str, Any]) -> None:
-    meta_path = path.with_name(path.name + ".meta.json")
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        if old != meta:
-            changed = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-            raise SelfdistillError(
-                f"{path} was started with different settings ({', '.join(changed)}); "
-                "use a new output directory"
-            )
-    else:
-        atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -81,7 +53,6 @@ def run_rollouts(
     decoding: DecodingConfig,
     batch_size: int,
     path: Path,
-    meta: dict[str, Any],
     progress: bool = True,
     shard: tuple[int, int] = (0, 1),
 ) -> list[dict[str, Any]]:
@@ -92,8 +63,7 @@ def run_rollouts(
     plan = [(p, s) for p in problems for s in range(decoding.n)]
     n_batches = (len(plan) + batch_size - 1) // batch_size
     mine = [b for b in range(n_batches) if b % shard[1] == shard[0]]
-    _check_meta(path, meta | {"batch_size": batch_size, "items": len(plan)})
-    rows = _read_rows(path)
+    rows = read_appended(path)
     counts: dict[int, int] = {}
     for r in rows:
         counts[r["batch"]] = counts.get(r["batch"], 0) + 1
@@ -129,9 +99,7 @@ def run_rollouts(
                     "prompt_tokens": g.prompt_tokens,
                     "completion_tokens": g.completion_tokens,
                 })
-            out.write("".join(json.dumps(r) + "\n" for r in new))
-            out.flush()
-            os.fsync(out.fileno())
+            append_synced(out, new)
             kept.extend(new)
             bar.update(len(new))
     bar.close()
@@ -148,11 +116,25 @@ def model_content(model: str, engine: EngineConfig) -> str:
     return fingerprint(resolve_model(model))
 
 
+def generation_key(model: str, engine: EngineConfig, decoding: DecodingConfig,
+                   batch_size: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings, inputs) of a generation for its stage's record: content, not names, so
+    a model retrained in place or a changed prompt template never resumes into or reuses
+    the same file. Batch size is a setting: batching changes the arithmetic of padded
+    prompts, and with it greedy outputs."""
+    from selfdistill.generation import resolve_dtype
+
+    dtype = None if engine.backend == "openai" else resolve_dtype(engine.dtype)[0]
+    settings = {"decoding": asdict(decoding), "engine": engine.output_settings(), "dtype_resolved": dtype,
+                "batch_size": batch_size,
+                "templates_sha256": hashlib.sha256(json.dumps(TEMPLATES, sort_keys=True).encode()).hexdigest()}
+    return settings, {"model": model_content(model, engine)}
+
+
 def generate(
     model: str,
     engine: EngineConfig,
     problems: list[Problem],
-    source: dict[str, Any],
     decoding: DecodingConfig,
     batch_size: int,
     path: Path,
@@ -162,7 +144,7 @@ def generate(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Open the engine, generate this shard's rows into `path`, close the engine; return
     the rows and the provenance of what generated them (engine, effective sampler,
-    templates). `source` names the problems (spec and limit) in the pinned settings.
+    templates). The caller's stage record has pinned the settings (generation_key).
     An engine already open for `model` (a sweep decodes one model at many temperatures)
     is used as it is and left open."""
     opened = backend is None
@@ -170,14 +152,7 @@ def generate(
     try:
         described = backend.describe()
         sampler = backend.effective_sampler(decoding)
-        # content, not names: a model retrained in place or a changed prompt template must
-        # not resume into the same file
-        meta = {"model": model, "model_content": model_content(model, engine), **source,
-                "decoding": asdict(decoding), "engine": engine.output_settings(),
-                "dtype_resolved": described.get("dtype"), "shard": shard,
-                "templates_sha256": hashlib.sha256(json.dumps(TEMPLATES, sort_keys=True).encode()).hexdigest()}
-        rows = run_rollouts(backend, problems, decoding, batch_size, path, meta, progress,
-                            parse_shard(shard))
+        rows = run_rollouts(backend, problems, decoding, batch_size, path, progress, parse_shard(shard))
     finally:
         if opened:
             backend.close()

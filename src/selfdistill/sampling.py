@@ -7,7 +7,7 @@
 Writes DIR/generations.jsonl (every raw response, resumable: rerun the same command after
 a crash), DIR/samples.jsonl (the rows kept by the post-filter, what `train` reads) and
 DIR/summary.json (counts, lengths, truncation rate, share with extractable code, and the
-filter). Raw means raw: nothing is verified, repaired or executed.
+filter), and DIR/stage.json last (records.py). Raw means raw: nothing is verified, repaired or executed.
 
 Filters: none; paper (drop empty responses and one-line stubs: at most one non-blank
 line); release (paper, then drop the shortest 10% of what remains by characters).
@@ -25,9 +25,10 @@ import numpy as np
 from selfdistill.config import provenance, to_dict
 from selfdistill.files import atomic_write_text
 from selfdistill.generation import DecodingConfig, EngineConfig
-from selfdistill.problems import load_problems
+from selfdistill.problems import ProblemSet, load_problems
 from selfdistill.prompts import extract_code
-from selfdistill.rollouts import generate, parse_shard
+from selfdistill.records import StageKey, open_stage
+from selfdistill.rollouts import generate, generation_key, parse_shard
 
 FILTERS = ("none", "paper", "release")
 
@@ -73,36 +74,57 @@ def summarise(rows: list[dict[str, Any]], kept: list[dict[str, Any]], filter_nam
     chars = np.array([len(r["completion"]) for r in rows])
     tokens = np.array([r["completion_tokens"] for r in rows])
 
-    def dist(a: np.ndarray) -> dict[str, float]:
+    def dist(a: np.ndarray) -> dict[str, float | None]:
+        if not len(a):  # an empty shard: nothing to describe
+            return {q: None for q in ("min", "p10", "median", "p90", "max", "mean")}
         return {q: float(np.percentile(a, p)) for q, p in
                 (("min", 0), ("p10", 10), ("median", 50), ("p90", 90), ("max", 100))} | {"mean": float(a.mean())}
 
+    share = lambda flags: float(np.mean(flags)) if flags else None  # noqa: E731
     return {
         "generated": len(rows),
         "kept": len(kept),
         "filter": filter_name,
-        "truncated_share": float(np.mean([r["finish_reason"] == "length" for r in rows])),
-        "with_code_share": float(np.mean([extract_code(r["completion"]) is not None for r in rows])),
-        "empty_share": float(np.mean([not r["completion"].strip() for r in rows])),
+        "truncated_share": share([r["finish_reason"] == "length" for r in rows]),
+        "with_code_share": share([extract_code(r["completion"]) is not None for r in rows]),
+        "empty_share": share([not r["completion"].strip() for r in rows]),
         "completion_tokens": dist(tokens),
         "completion_chars": dist(chars),
     }
 
 
-def sample(config: SampleConfig) -> dict[str, Any]:
-    """The `sample` stage's entry point; returns the data summary."""
-    out = Path(config.out)
+def stage_key(config: SampleConfig, pset: ProblemSet | None = None) -> StageKey:
+    """The sample stage's record key: the prompts by content, the generation's settings
+    and the model's content, the filter."""
+    pset = pset if pset is not None else _problems(config)
+    settings, inputs = generation_key(config.model, config.engine, config.decoding, config.batch_size)
+    return StageKey("sample", {"problems": config.problems, "limit": config.limit, "shard": config.shard,
+                               "filter": config.filter, **settings},
+                    {"problems": pset.key(), **inputs})
+
+
+def _problems(config: SampleConfig) -> ProblemSet:
     pset = load_problems(config.problems)
     if config.limit:
         pset.problems = pset.problems[: config.limit]
-    out.mkdir(parents=True, exist_ok=True)
-    rows, generation = generate(config.model, config.engine, pset.problems,
-                                {"problems": config.problems, "limit": config.limit},
-                                config.decoding, config.batch_size, out / "generations.jsonl",
-                                config.progress, config.shard)
-    record = {"stage": "sample", **to_dict(config), "problems_resolved": pset.resolved,
-              **generation, "provenance": provenance()}
-    return write_samples(out, rows, config.filter, record)
+    return pset
+
+
+SAMPLE_OUTPUTS = ["generations.jsonl", "samples.jsonl", "summary.json"]
+
+
+def sample(config: SampleConfig) -> dict[str, Any]:
+    """The `sample` stage's entry point; returns the data summary."""
+    out = Path(config.out)
+    pset = _problems(config)
+    with open_stage(out, stage_key(config, pset), {"model": config.model}) as stage:
+        rows, generation = generate(config.model, config.engine, pset.problems, config.decoding,
+                                    config.batch_size, out / "generations.jsonl", config.progress, config.shard)
+        record = {"stage": "sample", **to_dict(config), "problems_resolved": pset.resolved,
+                  **generation, "provenance": provenance()}
+        summary = write_samples(out, rows, config.filter, record)
+        stage.finish(SAMPLE_OUTPUTS, {"provenance": record["provenance"]})
+    return summary
 
 
 def write_samples(out: Path, rows: list[dict[str, Any]], filter_name: str,
@@ -116,6 +138,8 @@ def write_samples(out: Path, rows: list[dict[str, Any]], filter_name: str,
 
 
 def format_summary(s: dict[str, Any]) -> str:
+    if not s["generated"]:
+        return "0 responses (this shard holds no batch)"
     return (
         f"{s['generated']} responses, {s['kept']} kept by filter '{s['filter']}'; "
         f"{100 * s['with_code_share']:.1f}% with extractable code, "

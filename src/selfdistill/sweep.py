@@ -5,8 +5,9 @@ best-tuned-baseline comparison.
         --problems leetcode:eval --t-eval 0.0,0.4,0.7,1.0 --top-k 20 --top-p 0.8 --min-p 0 \
         --max-tokens 448 --n 4 --seed 0 --backend vllm --out runs/sweep
 
-Every (model, T_eval) is one `eval` run in OUT/MODEL/T<t>/, reused when it exists with the
-same settings (and refused when it exists with others), so a sweep can be interrupted,
+Every (model, T_eval) is one `eval` run in OUT/MODEL/T<t>/, reused when its stage record is
+fresh (same settings, same model and problems by content, same judge limits; records.py)
+and refused when it is stale, so a sweep can be interrupted,
 rerun and extended with more temperatures. The truncation (top-k, top-p, min-p) and every
 other decoding parameter are the same for all cells and stated in the output.
 
@@ -32,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfdistill.config import changed_settings, provenance, to_dict
+from selfdistill import records
+from selfdistill.config import provenance, to_dict
 from selfdistill.errors import SelfdistillError
 from selfdistill.evaluation import EvalConfig, evaluate
 from selfdistill.files import atomic_write_text
@@ -99,41 +101,33 @@ def _cell(config: SweepConfig, name: str, model: str, t: float) -> tuple[EvalCon
                       sandbox=config.sandbox, progress=config.progress), out / "results.json"
 
 
-def _finished(cell: EvalConfig, path: Path) -> dict[str, Any] | None:
-    """A cell's results if it was made with the same settings; an error if with others."""
-    if not path.exists():
-        return None
-    stored = json.loads(path.read_text())
-    want = {"model": cell.model, "problems": cell.problems, "limit": cell.limit,
-            "decoding": to_dict(cell.decoding), "engine": cell.engine.output_settings()}
-    changed = changed_settings(stored["config"], want)
-    if changed:
-        raise SelfdistillError(f"{path.parent} was made with other settings ({', '.join(changed)}); "
-                               "use a new sweep directory or remove that cell")
-    return stored
-
-
 def run_cells(config: SweepConfig) -> dict[str, dict[float, dict[str, Any]]]:
-    """Every cell's results, evaluating the missing ones with one engine per model."""
+    """Every cell's results, evaluating the missing ones with one engine per model. A cell
+    is reused only when its stage record is fresh (records.py); a stale one is refused."""
+    from selfdistill.evaluation import load_eval_problems, stage_key
     from selfdistill.generation import make_backend
 
     results: dict[str, dict[float, dict[str, Any]]] = {}
+    pset = None
     for name, model in config.named_models().items():
         results[name] = {}
         backend = None
         try:
             for t in config.t_eval:
                 cell, path = _cell(config, name, model, t)
-                stored = _finished(cell, path)
-                if stored is None:
+                pset = pset or load_eval_problems(cell)
+                state = records.freshness(path.parent, stage_key(cell, pset))
+                if state.state == "stale":
+                    raise SelfdistillError(f"{path.parent} is stale: {state.why()}; use a new sweep "
+                                           "directory or remove that cell")
+                if not state.fresh:
                     if backend is None:
                         backend = make_backend(model, config.engine)
                     print(f"[sweep] {name} at T_eval {t:g}")
                     evaluate(cell, backend=backend)
-                    stored = json.loads(path.read_text())
                 else:
-                    print(f"[skip] {path} exists")
-                results[name][t] = stored
+                    print(f"[skip] {path.parent}: fresh")
+                results[name][t] = json.loads(path.read_text())
         finally:
             if backend is not None:
                 backend.close()
@@ -191,14 +185,20 @@ def summarise(config: SweepConfig, results: dict[str, dict[float, dict[str, Any]
 
 def sweep(config: SweepConfig) -> dict[str, Any]:
     """The `sweep` stage's entry point: evaluates missing cells, writes sweep.json and plots."""
-    results = run_cells(config)
-    record = {"stage": "sweep", "config": to_dict(config), "models": config.named_models(),
-              **summarise(config, results), "provenance": provenance()}
     out = Path(config.out)
-    atomic_write_text(out / "sweep.json", json.dumps(record, indent=1))
-    plot(record, out / "sweep")
-    if _grid_names(record["models"]):
-        plot_grid(record, out / "grid")
+    with records.lock(out):
+        results = run_cells(config)
+        record = {"stage": "sweep", "config": to_dict(config), "models": config.named_models(),
+                  **summarise(config, results), "provenance": provenance()}
+        settings = {k: v for k, v in to_dict(config).items() if k not in ("out", "progress", "engine", "sandbox")}
+        cells = {f"{n}/T{t:g}": records.record_digest(out / n / f"T{t:g}") for n in results for t in results[n]}
+        with records.open_stage(out, records.StageKey("sweep", settings, {"cells": cells}),
+                                derived=True) as stage:
+            atomic_write_text(out / "sweep.json", json.dumps(record, indent=1))
+            plot(record, out / "sweep")
+            if _grid_names(record["models"]):
+                plot_grid(record, out / "grid")
+            stage.finish(["sweep.json"], {"provenance": record["provenance"]})
     return record
 
 

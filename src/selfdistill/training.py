@@ -8,10 +8,11 @@ completion ends with the chat template's end-of-turn token, which keeps its labe
 when the tokenizer's pad token equals its EOS (padding is masked by length, not by id).
 Optimiser as in the paper: AdamW (0.9, 0.95), weight decay 0.1, cosine decay from
 learning_rate to min_learning_rate after a linear warm-up, global batch by gradient
-accumulation (divided among the processes of a multi-process run). Writes DIR/settings.json
-when it starts, DIR/model (LoRA merged unless merge_lora is false), DIR/loss.json,
-DIR/loss.png and DIR/train_config.json; rerunning resumes from the last checkpoint, and
-only with the settings it started with.
+accumulation (divided among the processes of a multi-process run). Writes DIR/stage.json
+when it starts (its settings, the base model and the data by content), DIR/model (LoRA
+merged unless merge_lora is false), DIR/loss.json, DIR/loss.png, DIR/train_config.json,
+and DIR/stage.json again, complete, last; rerunning resumes from the last checkpoint, and
+only with the settings and data it started with.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 
 from selfdistill.config import provenance, to_dict
 from selfdistill.errors import SelfdistillError, located
-from selfdistill.files import atomic_write_text, read_jsonl
+from selfdistill.files import atomic_write_text, read_jsonl, sha256_file
+from selfdistill.records import StageKey, open_stage
 
 # The paper's fine-tuning numbers (docs/method.md). A preset fills keys the user did not set.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -145,23 +147,22 @@ def last_checkpoint(out: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def pin_settings(config: TrainConfig) -> None:
-    """Record the settings when the stage starts; a rerun with other settings would resume
-    the old checkpoints with their optimiser and scheduler state, so it is refused."""
-    out = Path(config.out)
-    pinned = {k: v for k, v in to_dict(config).items() if k != "progress"}
-    path = out / "settings.json"
-    if path.exists():
-        stored = json.loads(path.read_text())
-        changed = sorted(k for k in set(stored) | set(pinned) if stored.get(k) != pinned.get(k))
-        if changed:
-            raise SelfdistillError(
-                f"{out} was started with other settings ({', '.join(changed)}); use a new output "
-                "directory or remove this one")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    if is_main_process():
-        atomic_write_text(path, json.dumps(pinned, indent=1))
+def stage_key(config: TrainConfig) -> StageKey:
+    """The train stage's record key: every setting (paths and progress bars aside) and the
+    base model and data by content. It is pinned when training starts, so a rerun with
+    other settings or other data does not resume the old checkpoints with their optimiser
+    and scheduler state; it is refused."""
+    from selfdistill.models import fingerprint, resolve_model
+
+    data = Path(config.data)
+    if not data.is_file():
+        raise SelfdistillError(f"{data}: no such samples file")
+    settings = {k: v for k, v in to_dict(config).items() if k not in ("model", "data", "out", "progress")}
+    return StageKey("train", settings, {"model": fingerprint(resolve_model(config.model)),
+                                        "data": "sha256:" + sha256_file(data)})
+
+
+TRAIN_OUTPUTS = ["model", "loss.json", "train_config.json"]
 
 
 def build_trainer(config: TrainConfig):
@@ -270,8 +271,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """The `train` stage's entry point; returns a summary with the loss history. In a
     multi-process run every process trains; the main process alone writes the outputs."""
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    pin_settings(config)
+    with open_stage(out, stage_key(config), {"model": config.model, "data": config.data},
+                    main_process=is_main_process()) as stage:
+        summary = _train(config, out)
+        if is_main_process():
+            stage.finish(TRAIN_OUTPUTS, {"provenance": provenance()})
+    return summary
+
+
+def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
     trainer = build_trainer(config)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     model_dir = out / "model"

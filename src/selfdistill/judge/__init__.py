@@ -23,8 +23,10 @@ from selfdistill.judge.runner import (
     count_tests,
     judge,
     judge_description,
+    judge_key,
     judge_many,
 )
 
 __all__ = ["STATUSES", "ExecutionResult", "SandboxConfig", "SandboxUnavailable", "check_sandbox",
-           "count_tests", "judge", "judge_description", "judge_many"]
+           "count_tests", "judge", "judge_description", "judge_key",
+           "judge_many"]

@@ -27,7 +27,8 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ SERVER = Path(__file__).with_name("server.py")
 _LIVE: set[int] = set()  # process groups of running sandboxes, for the SIGTERM handler
 _LIVE_LOCK = threading.Lock()
 STATUSES = ("passed", "failed", "timeout", "memory", "runtime_error", "syntax_error", "no_code",
-            "judge_protocol")
+            "judge_protocol", "judge_error")
 
 
 @dataclass
@@ -630,21 +631,50 @@ def judge_description(config: SandboxConfig) -> dict[str, Any]:
             "packages": list(config.packages)}
 
 
+def judge_key(config: SandboxConfig) -> dict[str, Any]:
+    """What can change a verdict, for the stage record: every limit (the number of
+    programs judged at once only changes how fast) and the versions of the packages
+    programs may import."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    limits = {k: v for k, v in asdict(config).items() if k != "workers"}
+    return {"limits": limits, "packages": {p: installed(p) for p in config.packages}}
+
+
 def judge_many(
-    items: list[tuple[Problem, str | None]], config: SandboxConfig, progress: bool = True
+    items: list[tuple[Problem, str | None]], config: SandboxConfig, progress: bool = True,
+    on_result: Callable[[int, ExecutionResult], None] | None = None,
 ) -> list[ExecutionResult]:
-    """Judge (problem, code) pairs in parallel; results come back in input order."""
+    """Judge (problem, code) pairs in parallel; results come back in input order, and
+    `on_result(index, result)` is called on this thread as each one is decided (so a
+    caller can keep it on disk at once). A program the judge itself cannot run (its
+    sandbox fails to start, an OSError setting up its cgroup) gets a `judge_error`
+    verdict of its own; the others are judged as usual."""
     from tqdm.auto import tqdm
 
     check_sandbox(config)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_sandboxes)
+    results: list[ExecutionResult | None] = [None] * len(items)
     with ThreadPoolExecutor(max_workers=config.resolved_workers()) as pool:
-        futures = [pool.submit(judge, p, c, config) for p, c in items]
+        futures = {pool.submit(judge, p, c, config): i for i, (p, c) in enumerate(items)}
         bar = tqdm(total=len(futures), desc="judging", unit="prog", disable=not progress)
-        results = []
-        for fut in futures:
-            results.append(fut.result())
+        for fut in as_completed(futures):
+            i = futures[fut]
+            try:
+                res = fut.result()
+            except (SelfdistillError, OSError, ValueError, RuntimeError) as e:
+                res = ExecutionResult("judge_error", 0, count_tests(items[i][0]),
+                                      {"error": f"{type(e).__name__}: {e}"[:500]})
+            results[i] = res
+            if on_result is not None:
+                on_result(i, res)
             bar.update(1)
         bar.close()
-    return results
+    return [r for r in results if r is not None]
