@@ -43,6 +43,14 @@ def test_freshness_is_missing_then_fresh_then_stale_when_an_output_changes(tmp_p
     assert records.freshness(tmp_path / "d", key).why() == "output out.txt changed after the stage finished"
 
 
+def test_files_without_a_record_are_never_resumed_into(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "generations.jsonl").write_text("{}\n")  # an older version's run, or a user's file
+    with pytest.raises(SelfdistillError, match="holds files but no stage record"):
+        with records.open_stage(tmp_path / "d", records.StageKey("demo", {}, {})):
+            pass
+
+
 def _completions(path, problems, slow):
     """Canonical HumanEval solutions, each made slow, so a kill lands mid-judging."""
     rows = []

@@ -74,3 +74,12 @@ def test_bad_shard_spec_is_one_error(tmp_path, tiny_model_dir, capsys):
     code = main(["sample", "--model", str(tiny_model_dir), "--problems", "humaneval", "--limit", "2",
                  "--out", str(tmp_path / "o"), *DEC, "--shard", "2/2"])
     assert code == 2 and "0 <= i < N" in capsys.readouterr().err
+
+
+def test_an_empty_shard_has_an_empty_summary(tmp_path, tiny_model_dir, capsys):
+    """2 problems x n=2 in batches of 3 are 2 batches; shard 2/3 holds none of them."""
+    assert main(["sample", "--model", str(tiny_model_dir), "--problems", "humaneval", "--limit", "2",
+                 "--out", str(tmp_path / "e"), *DEC, "--shard", "2/3"]) == 0
+    assert "0 responses (this shard holds no batch)" in capsys.readouterr().out
+    summary = json.loads(read(tmp_path / "e" / "summary.json"))["summary"]
+    assert summary["generated"] == 0 and summary["with_code_share"] is None

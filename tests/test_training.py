@@ -98,7 +98,7 @@ def test_a_rerun_with_other_settings_or_other_data_is_refused(tmp_path, tiny_mod
 
     cfg = config(tmp_path, tiny_model_dir)
     with open_stage(tmp_path / "t", stage_key(cfg)):
-        pass  # started: the pin a resume is checked against
+        (tmp_path / "t" / "checkpoints").mkdir()  # started, with work on disk: the pin a resume is checked against
     with open_stage(tmp_path / "t", stage_key(config(tmp_path, tiny_model_dir, progress=True))):
         pass  # progress bars may change
     with pytest.raises(SelfdistillError, match="settings.learning_rate: 0.01 -> 0.005"):

@@ -62,9 +62,9 @@ def test_rows_have_the_transformers_shape(engine, tmp_path, tiny_model_dir):
 
     problems = load_problems("humaneval").problems[:3]
     d = dec(0.0, 0, 1.0, 0.0, max_tokens=8)
-    ours = run_rollouts(engine, problems, d, 2, tmp_path / "v.jsonl", {"m": 1}, progress=False)
+    ours = run_rollouts(engine, problems, d, 2, tmp_path / "v.jsonl", progress=False)
     hf = TransformersBackend.from_spec(str(tiny_model_dir), EngineConfig(dtype="float32"))
-    ref = run_rollouts(hf, problems, d, 2, tmp_path / "t.jsonl", {"m": 1}, progress=False)
+    ref = run_rollouts(hf, problems, d, 2, tmp_path / "t.jsonl", progress=False)
     assert [sorted(r) for r in ours] == [sorted(r) for r in ref]
     assert [r["seed"] for r in ours] == [r["seed"] for r in ref]
     assert ours[0]["sampler"]["engine"] == "vllm" and ours[0]["sampler"]["transforms"] == [{"name": "argmax"}]

@@ -190,6 +190,14 @@ def open_stage(directory: Path, key: StageKey, info: dict[str, Any] | None = Non
     directory.mkdir(parents=True, exist_ok=True)
     with lock(directory) if main_process else _nothing():
         record = None if derived else read(directory)
+        work = sorted(p.name for p in directory.iterdir() if p.name not in (".lock", RECORD))
+        if record is not None and not record.get("complete") and not work:
+            record = None  # started and stopped before it wrote anything: nothing to mix with
+        if record is None and not derived:
+            if work:  # nothing says how these were made: resuming into them could mix runs
+                raise SelfdistillError(
+                    f"{directory} holds files but no stage record ({', '.join(work[:3])}; made by an "
+                    "older selfdistill or by hand); use a new output directory or remove this one")
         if record is not None:
             changed = differences({k: record.get(k) for k in ("stage", "settings", "inputs")}, key.as_dict())
             if changed:
