@@ -118,8 +118,9 @@ def score(
     todo = [i for i, k in enumerate(keys) if k not in kept]
     with open(path, "a", encoding="utf-8") as f:
         def keep(j: int, res: Any) -> None:
-            kept[keys[todo[j]]] = res.to_json()
-            append_synced(f, [{"key": keys[todo[j]], "result": kept[keys[todo[j]]]}])
+            key = keys[todo[j]]
+            kept[key] = res.to_json()
+            append_synced(f, [{"key": key, "result": kept[key]}])
 
         judge_many([items[i] for i in todo], sandbox, progress=progress, on_result=keep)
     for sample, key in zip(samples, keys):
@@ -151,10 +152,7 @@ def stage_key(config: EvalConfig, pset: ProblemSet | None = None) -> StageKey:
 
 
 def load_eval_problems(config: EvalConfig) -> ProblemSet:
-    pset = load_problems(config.problems, require_tests=True)
-    if config.limit:
-        pset.problems = pset.problems[: config.limit]
-    return pset
+    return load_problems(config.problems, require_tests=True, limit=config.limit)
 
 
 def per_problem_records(problems: list[Problem], samples: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,8 +4,8 @@ imports either.
 
     RUN/config.resolved.yaml   every setting, defaults and overrides included
     RUN/train.yaml             the train stage's config (to launch it on many GPUs: docs/training.md)
-    RUN/base_eval/  RUN/sample/  RUN/train/  RUN/ssd_eval/    one directory per stage
-    RUN/report.md  RUN/report.json  RUN/report.html           the report stage (its record: RUN/report/)
+    RUN/base_eval/  RUN/sample/  RUN/train/  RUN/ssd_eval/  RUN/report/    one directory per stage
+                               (report/: report.json, and from it report.md and report.html)
 Each stage directory holds its outputs and its stage record (records.py), written last.
 """
 

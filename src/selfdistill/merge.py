@@ -76,10 +76,7 @@ def merge(config: MergeConfig) -> dict[str, Any]:
     dirs = [Path(s) for s in config.shards]
     key = check_shards(dirs)
     settings = key.settings
-    problems_spec, limit = settings["problems"], settings["limit"]
-    pset = load_problems(problems_spec, require_tests=key.stage == "eval")
-    if limit:
-        pset.problems = pset.problems[:limit]
+    pset = load_problems(settings["problems"], require_tests=key.stage == "eval", limit=settings["limit"])
     planned = len(pset.problems) * settings["decoding"]["n"]
     rows = [r for d in dirs for r in _rows(d / "generations.jsonl")]
     keys = [(r["task_id"], r["sample_index"]) for r in rows]

@@ -71,7 +71,7 @@ def plan(config: RunConfig) -> list[StagePlan]:
     out: list[StagePlan] = []
     states: dict[str, records.Freshness] = {}
     for name, upstream in STAGES.items():
-        directory = _record_dir(config, name)
+        directory = config.stage_dir(name)
         waiting = [u for u in upstream if not states[u].fresh]
         if waiting:
             u = waiting[0]
@@ -84,10 +84,6 @@ def plan(config: RunConfig) -> list[StagePlan]:
         states[name] = state
         out.append(StagePlan(name, directory, state, inherited=bool(waiting)))
     return out
-
-
-def _record_dir(config: RunConfig, name: str) -> Path:
-    return config.stage_dir(name)
 
 
 def format_plan(stages: list[StagePlan]) -> str:
@@ -131,7 +127,7 @@ def run(config: RunConfig, overrides: list[str] | None = None) -> Path:
             _refuse(stale[0].directory, stale[0].state)
         _write_configs(config, overrides or [])
         for name in STAGES:
-            directory = _record_dir(config, name)
+            directory = config.stage_dir(name)
             state = records.freshness(directory, _key(config, name))  # upstream has run by now
             if state.state == "stale":
                 if not config.rebuild:

@@ -123,8 +123,9 @@ class ProblemSet:
         }
 
 
-def load_problems(spec: str, require_tests: bool = False) -> ProblemSet:
-    """Resolve a spec string to problems; raise SelfdistillError on any bad input."""
+def load_problems(spec: str, require_tests: bool = False, limit: int | None = None) -> ProblemSet:
+    """Resolve a spec string to problems (the first `limit` of them, when given); raise
+    SelfdistillError on any bad input."""
     name, _, arg = spec.partition(":")
     loaders = {
         "humaneval": _load_humaneval,
@@ -147,6 +148,8 @@ def load_problems(spec: str, require_tests: bool = False) -> ProblemSet:
                 f"problem spec {spec!r}: {len(missing)} problem(s) have no tests "
                 f"(first: {missing[0]}); judging needs tests"
             )
+    if limit:
+        pset.problems = pset.problems[:limit]
     return pset
 
 

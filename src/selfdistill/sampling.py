@@ -104,10 +104,7 @@ def stage_key(config: SampleConfig, pset: ProblemSet | None = None) -> StageKey:
 
 
 def _problems(config: SampleConfig) -> ProblemSet:
-    pset = load_problems(config.problems)
-    if config.limit:
-        pset.problems = pset.problems[: config.limit]
-    return pset
+    return load_problems(config.problems, limit=config.limit)
 
 
 SAMPLE_OUTPUTS = ["generations.jsonl", "samples.jsonl", "summary.json"]
