@@ -14,9 +14,11 @@ CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yam
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_builds(path):
     data = read_yaml(path)
-    for key in ("sample_decoding", "base_decoding", "ssd_decoding"):
-        assert set(data[key]) == {"temperature", "top_k", "top_p", "min_p", "max_tokens", "n", "seed"}
+    assert set(data["sample_decoding"]) == {"temperature", "top_k", "top_p", "min_p", "max_tokens", "n", "seed"}
+    for key in ("base_eval", "ssd_eval"):  # every grid states all of it
+        assert set(data[key]) == {"t_eval", "top_k", "top_p", "min_p", "max_tokens", "n", "seed"}
     config = build(RunConfig, data, where=str(path))
+    assert len(config.base_eval.t_eval) >= 3 and len(config.ssd_eval.t_eval) >= 3
     assert config.sample_decoding.n == 1  # SSD samples one completion per prompt
     config.train_config()
 
@@ -26,7 +28,10 @@ def test_paper_presets_carry_the_papers_numbers():
     train = config.train_config()
     assert (train.learning_rate, train.min_learning_rate, train.max_steps, train.warmup_steps) == (5e-6, 1e-6, 2500, 250)
     assert (train.global_batch_size, train.weight_decay, train.adam_beta2) == (32, 0.1, 0.95)
-    assert (config.sample_decoding.temperature, config.ssd_decoding.temperature, config.base_decoding.temperature) == (1.6, 0.9, 0.7)
+    assert config.sample_decoding.temperature == 1.6
+    # the paper's T_eval of each model lies in both grids, with 0.2 either side
+    assert config.base_eval.t_eval == config.ssd_eval.t_eval == [0.5, 0.7, 0.9, 1.1]
+    assert (config.base_eval.top_k, config.base_eval.top_p, config.base_eval.n) == (20, 0.8, 10)
     assert config.eval_problems == "lcb:hub#v6"
     assert (train.load_dtype, train.bf16, train.gradient_checkpointing, train.per_device_batch_size) == (
         "bfloat16", True, True, 1)

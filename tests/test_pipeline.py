@@ -6,6 +6,7 @@ between the model and its records."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,6 +15,8 @@ from selfdistill.cli import main
 from selfdistill.files import sha256_file
 
 DEC = {"temperature": 1.0, "top_k": 20, "top_p": 0.9, "min_p": 0.0, "max_tokens": 16, "n": 2, "seed": 0}
+GRID = {"top_k": 20, "top_p": 0.9, "min_p": 0.0, "max_tokens": 16, "n": 2, "seed": 0}
+STAGE_NAMES = ["base_eval", "sample", "train", "ssd_eval", "compare", "analyze", "report"]
 
 
 def _config(out, model, **extra):
@@ -21,7 +24,9 @@ def _config(out, model, **extra):
         "out": str(out), "model": str(model),
         "train_problems": "leetcode:train", "train_limit": 6,
         "eval_problems": "humaneval", "eval_limit": 4, "batch_size": 4,
-        "sample_decoding": {**DEC, "n": 1}, "base_decoding": DEC, "ssd_decoding": {**DEC, "temperature": 0.7},
+        "sample_decoding": {**DEC, "n": 1}, "base_eval": {**GRID, "t_eval": [0.0, 1.0]},
+        "ssd_eval": {**GRID, "t_eval": [0.7, 1.0]}, "analysis_responses": 3,
+        "analyze": {"bootstrap_samples": 50, "t_eval": [0.5, 1.0]}, "note": "no power",
         "training": {"method": "full", "max_steps": 2, "global_batch_size": 2, "per_device_batch_size": 2,
                      "learning_rate": 1e-3, "min_learning_rate": 1e-4, "bf16": False},
         "bootstrap_samples": 200, "progress": False, **extra,
@@ -61,53 +66,83 @@ def test_run_produces_report_and_skips_fresh_stages(finished, fresh_copy, capsys
     path, cfg, run = fresh_copy
     report = (run / "report" / "report.md").read_text()
     assert "| overall | 4 | 1 |" in report and "| overall | 4 | 2 |" in report
-    assert "95% interval" in report and "with extractable code" in report
+    assert "95% interval" in report and "with extractable code" in report and "> no power" in report
     resolved = yaml.safe_load((run / "config.resolved.yaml").read_text())
-    assert resolved["ssd_decoding"]["temperature"] == 0.7
+    assert resolved["ssd_eval"]["t_eval"] == [0.7, 1.0]
     assert resolved["training_resolved"]["weight_decay"] == 0.1
-    ssd = json.loads((run / "ssd_eval" / "results.json").read_text())
+    assert resolved["analyze_resolved"]["truncation"] == {"top_k": 20, "top_p": 0.9, "min_p": 0.0}
+    ssd = json.loads((run / "ssd_eval" / "T0.7" / "results.json").read_text())
     # what really ran is recorded: the sampler transformers built and the resolved dtype
     assert ssd["config"]["effective_sampler"]["transforms"] == [
         {"name": "temperature", "value": 0.7}, {"name": "top_k", "value": 20}, {"name": "top_p", "value": 0.9}]
     assert ssd["config"]["generation"]["dtype"] in ("float32", "bfloat16")
     assert ssd["config"]["generation"]["dtype_reason"].startswith("auto")
     assert ssd["config"]["provenance"]["cpu"]
+    # the greedy cell decoded each problem once, the sampled cells n times
+    greedy = json.loads((run / "base_eval" / "T0" / "results.json").read_text())
+    assert {p["n"] for p in greedy["problems"]} == {1} and {p["n"] for p in ssd["problems"]} == {2}
     # every stage has a complete record naming its inputs by content
-    records = {s: json.loads((run / s / "stage.json").read_text())
-               for s in ("base_eval", "sample", "train", "ssd_eval", "report")}
+    dirs = ["base_eval/T0", "base_eval/T1", "sample", "train", "ssd_eval/T0.7", "ssd_eval/T1", "compare",
+            "analyze", "report"]
+    records = {s: json.loads((run / s / "stage.json").read_text()) for s in dirs}
     assert all(r["complete"] for r in records.values())
     assert records["train"]["inputs"]["data"] == "sha256:" + sha256_file(run / "sample" / "samples.jsonl")
-    assert records["ssd_eval"]["inputs"]["model"] == records["train"]["outputs"]["model"]
-    assert records["base_eval"]["inputs"]["judge"]["limits"]["timeout_s"] == 6
-    assert records["base_eval"]["inputs"]["problems"]["count"] == 4
+    assert records["ssd_eval/T1"]["inputs"]["model"] == records["train"]["outputs"]["model"]
+    assert records["base_eval/T0"]["inputs"]["judge"]["limits"]["timeout_s"] == 6
+    assert records["base_eval/T0"]["inputs"]["problems"]["count"] == 4
+    assert set(records["compare"]["inputs"]) == {"base/T0", "base/T1", "ssd/T0.7", "ssd/T1"}
+    assert records["analyze"]["inputs"]["samples"] == "sha256:" + sha256_file(run / "compare" / "responses.jsonl")
+    # best against best, cross-fitted; analyze read both models' compared responses
+    compare = json.loads((run / "compare" / "compare.json").read_text())
+    assert compare["selection"] == "crossfit" and compare["scored_problems"] == 4
+    assert len(compare["best"]["base"]["folds"]) == 2 and compare["headlines"][0].startswith("ssd at T ")
+    assert [(r["t_eval"], r["k"]) for r in compare["fixed_t_eval"]] == [(1.0, 1), (1.0, 2)]
+    analysis = json.loads((run / "analyze" / "analyze.json").read_text())
+    assert analysis["responses_by_source"] == {"base": 3, "ssd": 3}
+    assert "interval" in analysis["diagnostics"]["ssd"]["other"]
     capsys.readouterr()
     cfg["engine"] = {"dtype": "auto", "concurrency": 3}  # how fast, not what: stages are reused
     path.write_text(yaml.safe_dump(cfg))
     plan = plan_of(capsys, path)
-    assert [state for state, _ in plan.values()] == ["fresh"] * 5
+    assert list(plan) == STAGE_NAMES and [state for state, _ in plan.values()] == ["fresh"] * 7
     assert main(["run", str(path)]) == 0
-    assert capsys.readouterr().out.count("[skip]") == 5
+    assert capsys.readouterr().out.count("[skip]") == 7
+
+
+def test_a_new_temperature_runs_only_its_cell(fresh_copy, capsys):
+    path, cfg, run = fresh_copy
+    cfg["ssd_eval"]["t_eval"] = [0.7, 1.0, 1.3]
+    path.write_text(yaml.safe_dump(cfg))
+    plan = plan_of(capsys, path)
+    assert plan["ssd_eval"][0] == "missing" and "T1.3" in plan["ssd_eval"][1]
+    t07 = (run / "ssd_eval" / "T0.7" / "stage.json").read_text()
+    assert main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "[ssd_eval] T_eval 1.3" in out and "[ssd_eval] T_eval 0.7" not in out
+    assert (run / "ssd_eval" / "T0.7" / "stage.json").read_text() == t07
+    assert set(json.loads((run / "compare" / "compare.json").read_text())["curves"]["ssd"]) == {"0.7", "1", "1.3"}
 
 
 def test_a_changed_setting_is_refused_then_rebuilt_from_that_stage_on(fresh_copy, capsys):
     path, cfg, run = fresh_copy
-    cfg["ssd_decoding"]["temperature"] = 0.9
+    cfg["ssd_eval"]["max_tokens"] = 12
     path.write_text(yaml.safe_dump(cfg))
     plan = plan_of(capsys, path)
-    assert plan["ssd_eval"][0] == "stale" and "settings.decoding.temperature: 0.7 -> 0.9" in plan["ssd_eval"][1]
-    assert plan["report"][0] == "stale" and "upstream ssd_eval is stale" in plan["report"][1]
+    assert plan["ssd_eval"][0] == "stale" and "T0.7: settings.decoding.max_tokens: 16 -> 12" in plan["ssd_eval"][1]
+    assert plan["compare"][0] == "stale" and "upstream ssd_eval is stale" in plan["compare"][1]
+    assert plan["report"][0] == "stale"
     assert [plan[s][0] for s in ("base_eval", "sample", "train")] == ["fresh"] * 3
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "ssd_eval is stale (settings.decoding.temperature: 0.7 -> 0.9)" in err[0]
+    assert len(err) == 1 and "ssd_eval is stale (T0.7: settings.decoding.max_tokens: 16 -> 12" in err[0]
     assert "--rebuild" in err[0]
     train_record = (run / "train" / "stage.json").read_text()
     assert main(["run", str(path), "--rebuild"]) == 0
     out = capsys.readouterr().out
     assert "[rebuild] ssd_eval" in out and out.count("[skip]") == 3
     assert (run / "train" / "stage.json").read_text() == train_record  # upstream untouched
-    ssd = json.loads((run / "ssd_eval" / "results.json").read_text())
-    assert ssd["config"]["decoding"]["temperature"] == 0.9
+    ssd = json.loads((run / "ssd_eval" / "T0.7" / "results.json").read_text())
+    assert ssd["config"]["decoding"]["max_tokens"] == 12
     assert all(state == "fresh" for state, _ in plan_of(capsys, path).values())
 
 
@@ -133,7 +168,7 @@ def test_new_data_is_never_paired_with_a_model_trained_on_the_old(fresh_copy, ca
     assert json.loads((run / "sample" / "stage.json").read_text())["complete"]
     assert main(["run", str(path), "--rebuild"]) == 0
     train = json.loads((run / "train" / "stage.json").read_text())
-    ssd = json.loads((run / "ssd_eval" / "stage.json").read_text())
+    ssd = json.loads((run / "ssd_eval" / "T1" / "stage.json").read_text())
     assert train["inputs"]["data"] == "sha256:" + sha256_file(run / "sample" / "samples.jsonl")
     assert ssd["inputs"]["model"] == train["outputs"]["model"] != old_model
     rows = [json.loads(line) for line in (run / "sample" / "samples.jsonl").read_text().splitlines()]
@@ -178,7 +213,8 @@ def test_a_crash_between_the_model_and_its_records_resumes(fresh_copy, capsys):
     (run / "train" / "loss.json").unlink()
     (run / "train" / "train_config.json").unlink()
     shutil.rmtree(run / "ssd_eval")  # the crash came before these existed
-    shutil.rmtree(run / "report")
+    for later in ("compare", "analyze", "report"):
+        shutil.rmtree(run / later)
     plan = plan_of(capsys, path)
     assert plan["train"][0] == "missing" and "never finished" in plan["train"][1]
     assert main(["run", str(path)]) == 0
@@ -226,7 +262,7 @@ def test_run_stops_after_sampling_and_resumes_after_an_external_train(tmp_path, 
     """The many-GPU route: run --stop-after sample, train from RUN/train.yaml on its own
     (as `accelerate launch ... train --config` does), rerun: the finished stages are skipped."""
     cfg = _config(tmp_path / "run", tiny_model_dir, train_limit=4, eval_limit=2)
-    cfg["base_decoding"] = cfg["ssd_decoding"] = {**DEC, "n": 1}
+    cfg["base_eval"] = cfg["ssd_eval"] = {**GRID, "t_eval": [0.0, 1.0], "n": 1}
     cfg["training"]["max_steps"] = 1
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -239,5 +275,21 @@ def test_run_stops_after_sampling_and_resumes_after_an_external_train(tmp_path, 
     assert main(["train", "--config", str(run / "train.yaml"), "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["run", str(path)]) == 0
-    assert capsys.readouterr().out.count("[skip]") == 3
+    assert capsys.readouterr().out.count("[skip]") == 3  # base_eval, sample, train
     assert (run / "report" / "report.html").exists()
+
+
+@pytest.mark.parametrize("preset", sorted(Path("configs/paper").glob("*.yaml")), ids=lambda p: p.stem)
+def test_paper_presets_validate_end_to_end_with_plan(preset, tmp_path, capsys):
+    """Each paper preset states its grid, n and max tokens, and `run --plan` builds every
+    stage's config from it; planning a run that has not started needs neither the hub's
+    models nor its data."""
+    from selfdistill.config import build, read_yaml
+    from selfdistill.layout import RunConfig
+
+    config = build(RunConfig, read_yaml(preset))
+    for grid in (config.base_eval, config.ssd_eval):
+        assert len(grid.t_eval) >= 3 and grid.n == 10 and grid.max_tokens == 65536
+    assert config.analyze_config().truncation == config.ssd_eval.truncation()
+    plan = plan_of(capsys, preset, f"out={tmp_path / 'run'}")
+    assert list(plan) == STAGE_NAMES and all(state == "missing" for state, _ in plan.values())

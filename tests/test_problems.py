@@ -17,6 +17,17 @@ def test_humaneval_has_164_problems_with_tests():
     assert all(p.kind == "humaneval" and p.test_code for p in pset.problems)
 
 
+def test_a_sliced_spec_keeps_order_and_is_part_of_the_key():
+    head, rest = load_problems("humaneval[:20]"), load_problems("humaneval[20:]")
+    assert [p.task_id for p in head.problems] == [f"HumanEval/{i}" for i in range(20)]
+    assert len(rest.problems) == 144 and rest.problems[0].task_id == "HumanEval/20"
+    assert head.key() != load_problems("humaneval[:21]").key() and head.resolved["slice"] == [None, 20]
+    assert load_problems("leetcode:eval[-3:]").problems == load_problems("leetcode:eval").problems[-3:]
+    for bad in ("humaneval[a:b]", "humaneval[:]x"):
+        with pytest.raises(SelfdistillError):
+            load_problems(bad)
+
+
 def test_leetcode_splits_are_disjoint_stratified_and_stable():
     train = load_problems("leetcode:train")
     held = load_problems("leetcode:eval")

@@ -19,37 +19,33 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_model_dir):
-    """A finished run of the whole loop on the tiny model, with a sweep and an analysis."""
+    """A finished run of the whole protocol on the tiny model: both grids, the comparison,
+    the analysis and the report."""
     root = tmp_path_factory.mktemp("report")
-    cfg = {"out": str(root / "run"), "model": str(tiny_model_dir), "train_problems": "leetcode:train",
-           "train_limit": 4, "eval_problems": "humaneval", "eval_limit": 3, "batch_size": 4,
-           "sample_decoding": {**DEC, "n": 1}, "base_decoding": DEC, "ssd_decoding": DEC,
+    grid = {"top_k": 20, "top_p": 0.9, "min_p": 0.0, "max_tokens": 16, "n": 2, "seed": 0}
+    cfg = {"out": str(root / "run"), "model": str(tiny_model_dir), "train_problems": "humaneval[3:]",
+           "train_limit": 4, "eval_problems": "humaneval[:3]", "batch_size": 4,
+           "sample_decoding": {**DEC, "n": 1}, "base_eval": {**grid, "t_eval": [0.0, 1.0]},
+           "ssd_eval": {**grid, "t_eval": [0.5, 1.0]}, "analysis_responses": 2,
+           "analyze": {"bootstrap_samples": 50}, "note": "A demonstration with no statistical power.",
            "training": {"method": "full", "max_steps": 1, "global_batch_size": 2, "per_device_batch_size": 2,
                         "learning_rate": 1e-3, "min_learning_rate": 1e-4, "bf16": False},
            "bootstrap_samples": 100, "progress": False}
     (root / "run.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["run", str(root / "run.yaml")]) == 0
-    run = root / "run"
-    assert main(["analyze", "--samples", str(run / "ssd_eval" / "samples.jsonl"), "--base", str(tiny_model_dir),
-                 "--ssd", str(run / "train" / "model"), "--top-k", "20", "--top-p", "0.9", "--min-p", "0",
-                 "--out", str(run / "analyze"), "--no-progress"]) == 0
-    assert main(["sweep", "--models", f"0.5={tiny_model_dir},1.0={run / 'train' / 'model'}",
-                 "--problems", "humaneval", "--limit", "2", "--t-eval", "0.5,1.0", "--top-k", "20",
-                 "--top-p", "0.9", "--min-p", "0", "--max-tokens", "8", "--n", "1", "--seed", "0",
-                 "--out", str(run / "sweep"), "--no-progress"]) == 0
-    return run
+    return root / "run"
 
 
-def test_run_writes_html_and_report_rewrites_it_with_every_section(run_dir, capsys):
+def test_report_shows_every_section_and_report_rewrites_it_identically(run_dir, capsys):
     first = (run_dir / "report" / "report.html").read_text()
-    assert "No sweep in" in first  # `run` wrote it before the sweep existed
     assert main(["report", str(run_dir)]) == 0
     page = (run_dir / "report" / "report.html").read_text()
-    for heading in ("Configuration and provenance", "pass@k by difficulty", "Base vs SSD", "Temperature sweep",
-                    "Lock/fork diagnostics", "Training", "Sampling statistics", "Responses side by side"):
+    assert page == first
+    for heading in ("Headline", "Configuration and provenance", "pass@k against T_eval", "Best against best",
+                    "The difference at each fixed T_eval", "Lock/fork diagnostics", "Training",
+                    "Sampling statistics", "Responses side by side"):
         assert f"<h2>{heading}</h2>" in page, heading
-    assert "No sweep in" not in page and "No analysis in" not in page
-    assert "even-position half" in page and "base top-1 mass &gt;= 0.9" in page
+    assert "no statistical power" in page and "cross-fitted" in page and "base top-1 mass &gt;= 0.9" in page
     # self-contained: every image inline, nothing fetched
     srcs = re.findall(r"src='([^']*)'", page)
     assert len(srcs) >= 6 and all(s.startswith("data:image/png;base64,") for s in srcs)
@@ -57,20 +53,21 @@ def test_run_writes_html_and_report_rewrites_it_with_every_section(run_dir, caps
     assert "<pre>" in page and "&lt;" not in page.split("<pre>")[0][-50:]  # responses are escaped
     # report.json says what both renderings show, and the report's record names its inputs
     data = json.loads((run_dir / "report" / "report.json").read_text())
-    assert data["sweep"] and data["analysis"] and data["comparison"]
+    assert data["headlines"] and data["analysis"]["rows"] and data["comparison"] and data["fixed_t_eval"]
     record = json.loads((run_dir / "report" / "stage.json").read_text())
-    assert set(record["inputs"]) == {"base_eval", "sample", "train", "ssd_eval", "sweep", "analyze"}
+    assert set(record["inputs"]) == {"base_eval/T0", "base_eval/T1", "ssd_eval/T0.5", "ssd_eval/T1", "sample",
+                                     "train", "compare", "analyze"}
     md = (run_dir / "report" / "report.md").read_text()
-    assert "## Temperature sweep" in md and "No sweep" not in md
+    assert "## Best against best" in md and data["headlines"][0] in md
 
 
 def test_report_refuses_a_stage_whose_results_changed_after_it_finished(run_dir, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    results = run / "base_eval" / "results.json"
+    results = run / "base_eval" / "T1" / "results.json"
     results.write_text(results.read_text().replace('"correct": 0', '"correct": 1', 1))
     assert main(["report", str(run)]) == 2
-    assert "base_eval/results.json changed after the eval stage finished" in capsys.readouterr().err
+    assert "base_eval/T1/results.json changed after the eval stage finished" in capsys.readouterr().err
 
 
 def test_report_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
@@ -123,10 +120,26 @@ def test_report_renders_in_headless_chromium(run_dir):
             assert row[0] == want["subset"] and int(row[1]) == want["problems"] and int(row[2]) == want["k"]
             assert float(row[3]) == round(100 * want["base"], 1) and float(row[4]) == round(100 * want["ssd"], 1)
             assert row[6] == f"{want['wins']}/{want['losses']}/{want['ties']}"
-        best = driver.execute_script(
-            "return Array.from(document.querySelectorAll('#sweep-best tbody tr'))"
-            ".map(r => Array.from(r.cells).map(c => c.textContent))")
-        assert [(r[0], float(r[1])) for r in best] == [(n, b["t_eval"]) for n, b in data["sweep"]["best"].items()]
+        def table(table_id):
+            return driver.execute_script(
+                f"return Array.from(document.querySelectorAll('#{table_id} tbody tr'))"
+                ".map(r => Array.from(r.cells).map(c => c.textContent))")
+
+        best = table("best")
+        assert [(r[0], r[1], float(r[2])) for r in best] == [
+            (m, f["fold"], f["t_eval"]) for m, b in data["best"].items() for f in b["folds"]]
+        curves = table("curves")
+        assert [(r[0], r[1], float(r[2])) for r in curves] == [
+            (m, t, round(100 * c["pass@1"], 1)) for m, cv in data["curves"].items() for t, c in cv.items()]
+        fixed = table("fixed-t")
+        assert [(float(r[0]), int(r[1]), float(r[2])) for r in fixed] == [
+            (r["t_eval"], r["k"], round(100 * r["a"], 1)) for r in data["fixed_t_eval"]]
+        analysis = table("analysis")
+        assert [(r[0], r[1], int(r[2]), float(r[3].split()[0])) for r in analysis] == [
+            (r["class"], r["model"], r["positions"], round(r["top1_mass"], 3)) for r in data["analysis"]["rows"]]
+        headline = driver.execute_script("return document.querySelector('.headline').textContent")
+        assert headline == data["headlines"][0]
+        assert driver.execute_script("return document.getElementById('note').textContent") == data["note"]
         (ARTIFACTS / "report-images.json").write_text(json.dumps(images))
     finally:
         driver.quit()

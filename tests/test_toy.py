@@ -7,6 +7,7 @@ import torch
 
 from selfdistill.cli import main
 from selfdistill.distributions import decoded, entropy
+from selfdistill.generation import Truncation
 from selfdistill.toy import ToyConfig, run_toy
 
 
@@ -53,8 +54,8 @@ def test_ssd_beats_the_best_tuned_base_with_truncation():
 
 def test_without_truncation_ssd_is_only_a_change_of_temperature():
     """No sampling truncation: the SSD model at T_eval IS the base model at T_train * T_eval."""
-    base = run_toy(ToyConfig(t_train=1.6, train_top_k=0, train_top_p=1.0, t_eval=[0.8, 1.2, 1.6]))
-    ssd = run_toy(ToyConfig(t_train=1.6, train_top_k=0, train_top_p=1.0, t_eval=[0.5, 0.75, 1.0]))
+    base = run_toy(ToyConfig(t_train=1.6, train_truncation=Truncation(top_k=0, top_p=1.0, min_p=0.0), t_eval=[0.8, 1.2, 1.6]))
+    ssd = run_toy(ToyConfig(t_train=1.6, train_truncation=Truncation(top_k=0, top_p=1.0, min_p=0.0), t_eval=[0.5, 0.75, 1.0]))
     for metric in ("pass@1", "pass@5", "pass@10"):
         assert ssd["curves"]["ssd"][metric] == pytest.approx(base["curves"]["base"][metric], abs=1e-12)
 

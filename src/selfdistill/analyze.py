@@ -11,8 +11,14 @@ position each model's next-token distribution gives: top-1 mass, entropy, mass o
 and, over a grid of T_eval, the number of tokens surviving truncation and the entropy after
 truncation (`distributions.decoded`, the sampler's exact distribution).
 
-Positions are classified by the BASE model's distribution, so both models are compared on
-the same positions, with thresholds stated in the output:
+Every position a response's tokens were sampled at is included, the end-of-turn token of
+a response that stopped (not one cut at max_tokens) too: SSD trains on it, and where a
+response ends is part of what SSD reshapes. In `run` the responses are both models'
+own, from the cells the best-against-best comparison scored (RUN/compare/responses.jsonl),
+so neither model's greedy favourites alone decide the positions.
+
+Positions are classified, and binned by top-20 mass, by the BASE model's distribution, so
+both models are compared on the same positions, with thresholds stated in the output:
 - lock: top-1 mass >= lock_top1 (one token holds nearly all the mass);
 - fork: top-1 mass <= fork_top1 and top-20 mass >= fork_top20 (several plausible
   continuations, not a flat spread);
@@ -24,6 +30,11 @@ are computed for response positions only, in chunks of `chunk_positions` rows, a
 when top-k is on only the top max(top_k, 60) logits of a row are kept after the exact
 normaliser is taken. Outputs: analyze.json (settings, provenance, per model and class the
 four diagnostics) and analyze.png/svg; it reports positions per second.
+
+Noise: every diagnostic carries a bootstrap 95% interval over responses (responses
+resampled with replacement, the statistic recomputed as a ratio of sums), and each SSD -
+base difference a paired one (the same resampled responses for both models), so a
+difference is shown to lie inside or outside the noise of the responses measured.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from typing import Any
 from selfdistill.config import provenance, to_dict
 from selfdistill.errors import SelfdistillError, located
 from selfdistill.files import atomic_write_text, read_jsonl, sha256_file
+from selfdistill.generation import Truncation
 from selfdistill.records import StageKey, open_stage
 
 RANKS = 60
@@ -52,9 +64,7 @@ class AnalyzeConfig:
     base: str = field(metadata={"help": "base model (bundled name, .gguf, directory, hub id)"})
     ssd: str = field(metadata={"help": "SSD model (e.g. RUN/train/model)"})
     out: str = field(metadata={"help": "output directory"})
-    top_k: int = field(metadata={"help": "evaluation top-k of the diagnostics (0 = off)"})
-    top_p: float = field(metadata={"help": "evaluation top-p (1.0 = off)"})
-    min_p: float = field(metadata={"help": "evaluation min-p (0.0 = off)"})
+    truncation: Truncation = field(metadata={"help": "evaluation truncation of the diagnostics (top_k, top_p, min_p)"})
     t_eval: list[float] = field(default_factory=lambda: [round(0.4 + 0.1 * i, 2) for i in range(17)],
                                 metadata={"help": "T_eval grid of the truncation diagnostics"})
     binned_t_eval: float = field(default=1.0, metadata={
@@ -66,18 +76,18 @@ class AnalyzeConfig:
     max_response_tokens: int | None = field(default=None, metadata={
         "help": "only the first N tokens of each response"})
     chunk_positions: int = field(default=256, metadata={"help": "positions per statistics chunk"})
+    bootstrap_samples: int = field(default=2000, metadata={"help": "bootstrap resamples of the responses"})
+    bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
     dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16 | auto"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
-        if self.top_k < 0 or not 0 < self.top_p <= 1 or not 0 <= self.min_p < 1:
-            raise ValueError("top_k >= 0, 0 < top_p <= 1, 0 <= min_p < 1")
         if not self.t_eval or min(self.t_eval) <= 0 or self.binned_t_eval <= 0:
             raise ValueError("t_eval and binned_t_eval must be positive temperatures")
         if not 0 < self.fork_top1 < self.lock_top1 <= 1 or not 0 < self.fork_top20 <= 1:
             raise ValueError("thresholds must satisfy 0 < fork_top1 < lock_top1 <= 1, 0 < fork_top20 <= 1")
-        if self.chunk_positions <= 0:
-            raise ValueError("chunk_positions must be positive")
+        if self.chunk_positions <= 0 or self.bootstrap_samples <= 0:
+            raise ValueError("chunk_positions and bootstrap_samples must be positive")
 
 
 def read_responses(path: Path, limit: int | None) -> list[dict[str, Any]]:
@@ -93,48 +103,129 @@ def read_responses(path: Path, limit: int | None) -> list[dict[str, Any]]:
     return rows
 
 
-class _Accumulator:
-    """Per-class sums of every statistic, for one model."""
+SCALARS = {"top1": "top1_mass", "entropy": "entropy", "top20": "top20_mass", "tail": "tail_mass_beyond_support"}
+VECTORS = {"cum_mass": "cumulative_mass_by_rank", "surviving": "surviving_tokens",
+           "entropy_trunc": "entropy_after_truncation"}
+
+
+class _Sums:
+    """One model's per-response, per-class sums of every statistic, and the binned
+    diagnostic's per-response sums over all positions (binned by the base model)."""
 
     def __init__(self, n_t: int):
-        import torch
+        self.n_t = n_t
+        self.rows: list[dict[str, Any]] = []
 
-        z = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731
-        self.count = {c: 0 for c in CLASSES}
-        self.sums = {c: {"top1": z(()), "entropy": z(()), "top20": z(()), "tail": z(()),
-                         "cum_mass": z(RANKS), "surviving": z(n_t), "entropy_trunc": z(n_t),
-                         "bin_entropy": z(TOP20_BINS), "bin_count": z(TOP20_BINS)} for c in CLASSES}
+    def add(self, stats: dict[str, Any], classes: dict[str, Any], bins: Any) -> None:
+        """Statistics of all positions of one response."""
+        import numpy as np
 
-    def add(self, cls: str, mask: Any, stats: dict[str, Any]) -> None:
-        n = int(mask.sum())
-        if n == 0:
-            return
-        self.count[cls] += n
-        s = self.sums[cls]
-        for key in ("top1", "entropy", "top20", "tail"):
-            s[key] += stats[key][mask].double().sum()
-        for key in ("cum_mass", "surviving", "entropy_trunc"):
-            s[key] += stats[key][mask].double().sum(0)
-        bins = stats["bin"][mask]
-        s["bin_entropy"].index_add_(0, bins, stats["binned_entropy"][mask].double())
-        s["bin_count"] += bins.bincount(minlength=TOP20_BINS).double()
+        row: dict[str, Any] = {"count": np.zeros(len(CLASSES))}
+        for key in (*SCALARS, *VECTORS):
+            width = stats[key].shape[1] if stats[key].dim() == 2 else 1
+            row[key] = np.zeros((len(CLASSES), width))
+        for i, cls in enumerate(CLASSES):
+            mask = classes[cls]
+            row["count"][i] = int(mask.sum())
+            for key in (*SCALARS, *VECTORS):
+                v = stats[key][mask].double()
+                row[key][i] = (v.sum(0) if v.dim() == 2 else v.sum().reshape(1)).numpy()
+        row["bin_count"] = bins.bincount(minlength=TOP20_BINS).double().numpy()
+        row["bin_entropy"] = torch_index_sum(stats["binned_entropy"], bins)
+        self.rows.append(row)
 
-    def summary(self) -> dict[str, Any]:
-        out = {}
-        for c in CLASSES:
-            n, s = self.count[c], self.sums[c]
-            if n == 0:
-                out[c] = {"positions": 0}
+    def stacked(self) -> dict[str, Any]:
+        import numpy as np
+
+        return {k: np.stack([r[k] for r in self.rows]) for k in self.rows[0]}
+
+
+def torch_index_sum(values: Any, bins: Any) -> Any:
+    import torch
+
+    out = torch.zeros(TOP20_BINS, dtype=torch.float64)
+    out.index_add_(0, bins, values.double())
+    return out.numpy()
+
+
+def _ratios(st: dict[str, Any], w: Any) -> dict[str, Any]:
+    """Every diagnostic as a ratio of sums over responses weighted by w ([B, R] bootstrap
+    counts, or [1, R] ones): per class [B, C, D] arrays and the binned one [B, bins]."""
+    import numpy as np
+
+    count = np.einsum("br,rc->bc", w, st["count"])[:, :, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {k: np.einsum("br,rcd->bcd", w, st[k]) / count for k in (*SCALARS, *VECTORS)}
+        out["binned"] = np.einsum("br,rd->bd", w, st["bin_entropy"]) / np.einsum("br,rd->bd", w, st["bin_count"])
+    return out
+
+
+def _interval(samples: Any) -> tuple[Any, Any]:
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings():  # a bin no position falls in: NaN, reported as None
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(samples, 2.5, axis=0), np.nanpercentile(samples, 97.5, axis=0)
+
+
+def _clean(x: Any) -> Any:
+    """numpy -> JSON: NaN (no positions) -> None, one-element rows -> scalars."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)
+    if x.shape == (1,):
+        x = x[0]
+    if x.ndim == 0:
+        return None if np.isnan(x) else float(x)
+    return [_clean(v) for v in x]
+
+
+def summarise(sums: dict[str, _Sums], samples: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per model and class: every diagnostic with its bootstrap 95% interval over
+    responses; per class: SSD - base with a paired interval (same resamples)."""
+    import numpy as np
+
+    stacked = {m: s.stacked() for m, s in sums.items()}
+    n_resp = len(next(iter(sums.values())).rows)
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(n_resp, np.full(n_resp, 1 / n_resp), size=samples).astype(float)
+    ones = np.ones((1, n_resp))
+    point = {m: _ratios(st, ones) for m, st in stacked.items()}
+    boot = {m: _ratios(st, w) for m, st in stacked.items()}
+    diagnostics: dict[str, Any] = {}
+    for m, st in stacked.items():
+        diagnostics[m] = {}
+        for i, cls in enumerate(CLASSES):
+            positions = int(st["count"][:, i].sum())
+            if positions == 0:
+                diagnostics[m][cls] = {"positions": 0}
                 continue
-            mean = lambda t, n=n: (t / n).tolist()  # noqa: E731
-            out[c] = {"positions": n, "top1_mass": mean(s["top1"]), "entropy": mean(s["entropy"]),
-                      "top20_mass": mean(s["top20"]), "tail_mass_beyond_support": mean(s["tail"]),
-                      "cumulative_mass_by_rank": mean(s["cum_mass"]),
-                      "surviving_tokens": mean(s["surviving"]), "entropy_after_truncation": mean(s["entropy_trunc"]),
-                      "entropy_after_truncation_by_top20_mass": [
-                          (e / k).item() if k > 0 else None for e, k in zip(s["bin_entropy"], s["bin_count"])],
-                      "positions_by_top20_mass": [int(k) for k in s["bin_count"]]}
-        return out
+            entry: dict[str, Any] = {"positions": positions, "responses": int((st["count"][:, i] > 0).sum())}
+            intervals = {}
+            for key, name in {**SCALARS, **VECTORS}.items():
+                entry[name] = _clean(point[m][key][0, i])
+                lo, hi = _interval(boot[m][key][:, i])
+                intervals[name] = [_clean(lo), _clean(hi)]
+            entry["interval"] = intervals
+            diagnostics[m][cls] = entry
+        lo, hi = _interval(boot[m]["binned"])
+        diagnostics[m]["all"] = {"positions": int(st["count"].sum()),
+                                 "entropy_after_truncation_by_base_top20_mass": _clean(point[m]["binned"][0]),
+                                 "interval": [_clean(lo), _clean(hi)],
+                                 "positions_by_base_top20_mass": [int(k) for k in st["bin_count"].sum(0)]}
+    differences: dict[str, Any] = {}
+    if set(stacked) == {"base", "ssd"}:
+        for i, cls in enumerate(CLASSES):
+            if not diagnostics["base"][cls]["positions"]:
+                continue
+            differences[cls] = {}
+            for key, name in {**SCALARS, **VECTORS}.items():
+                delta = point["ssd"][key][0, i] - point["base"][key][0, i]
+                lo, hi = _interval(boot["ssd"][key][:, i] - boot["base"][key][:, i])
+                differences[cls][name] = {"delta": _clean(delta), "low": _clean(lo), "high": _clean(hi)}
+    return diagnostics, differences
 
 
 def position_stats(logits: Any, config: AnalyzeConfig) -> dict[str, Any]:
@@ -147,7 +238,8 @@ def position_stats(logits: Any, config: AnalyzeConfig) -> dict[str, Any]:
     log_z = torch.logsumexp(logits, dim=-1, keepdim=True)
     full_probs = torch.exp(logits - log_z)
     stats = {"entropy": entropy(full_probs)}
-    keep = max(config.top_k, RANKS) if config.top_k else logits.shape[-1]
+    tr = config.truncation
+    keep = max(tr.top_k, RANKS) if tr.top_k else logits.shape[-1]
     top, _ = torch.topk(logits, min(keep, logits.shape[-1]), dim=-1)  # sorted, descending
     del full_probs
     top_probs = torch.exp(top - log_z)
@@ -159,18 +251,23 @@ def position_stats(logits: Any, config: AnalyzeConfig) -> dict[str, Any]:
     stats["top20"] = cum[:, 19]
     # with top-k on, what survives lies in the top k, and the sampler renormalises there:
     # the kept rows give the exact distribution
-    at_one = decoded(top, 1.0, config.top_k, config.top_p, config.min_p)
+    at_one = decoded(top, 1.0, tr.top_k, tr.top_p, tr.min_p)
     stats["tail"] = 1 - (top_probs * (at_one > 0)).sum(-1)
     surviving, ent = [], []
     for t in config.t_eval:
-        q = decoded(top, t, config.top_k, config.top_p, config.min_p)
+        q = decoded(top, t, tr.top_k, tr.top_p, tr.min_p)
         surviving.append((q > 0).sum(-1).double())
         ent.append(entropy(q))
     stats["surviving"] = torch.stack(surviving, dim=-1)
     stats["entropy_trunc"] = torch.stack(ent, dim=-1)
-    stats["binned_entropy"] = entropy(decoded(top, config.binned_t_eval, config.top_k, config.top_p, config.min_p))
-    stats["bin"] = torch.clamp((stats["top20"] * TOP20_BINS).long(), max=TOP20_BINS - 1)
+    stats["binned_entropy"] = entropy(decoded(top, config.binned_t_eval, tr.top_k, tr.top_p, tr.min_p))
     return stats
+
+
+def top20_bin(stats: dict[str, Any]) -> Any:
+    import torch
+
+    return torch.clamp((stats["top20"] * TOP20_BINS).long(), max=TOP20_BINS - 1)
 
 
 def _classify(stats: dict[str, Any], config: AnalyzeConfig) -> dict[str, Any]:
@@ -190,48 +287,65 @@ def _load(spec: str, dtype: str) -> tuple[Any, Any, dict[str, Any]]:
                                         "dtype_reason": why}
 
 
+def end_of_turn_id(tokenizer: Any) -> int | None:
+    """The token the chat template closes an assistant turn with (what the model emits to
+    stop, and what SFT trains on): the first token the template writes after a reply."""
+    probe = [{"role": "user", "content": "x"}]
+    prompt = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(probe + [{"role": "assistant", "content": "y"}], tokenize=False)
+    if full.startswith(prompt + "y"):
+        ids = tokenizer(full[len(prompt) + 1:], add_special_tokens=False)["input_ids"]
+        if ids and ids[0] in tokenizer.all_special_ids:
+            return ids[0]
+    return tokenizer.eos_token_id
+
+
 def tokenized(tokenizer: Any, rows: list[dict[str, Any]], max_tokens: int | None) -> list[tuple[list[int], int]]:
-    """(prompt + response ids, number of prompt ids) per row, with the model's chat template."""
+    """(prompt + response ids, number of prompt ids) per row, with the model's chat
+    template; a response that stopped (finish_reason not "length") ends with the
+    end-of-turn token, unless max_tokens cut it first."""
     from selfdistill.prompts import render_chat
 
+    eot = end_of_turn_id(tokenizer)
     out = []
     for row in rows:
         prompt = tokenizer(render_chat(tokenizer, row["prompt"]), add_special_tokens=False)["input_ids"]
-        response = tokenizer(row["completion"], add_special_tokens=False)["input_ids"][:max_tokens]
-        out.append((prompt + response, len(prompt)))
+        response = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
+        if eot is not None and row.get("finish_reason") != "length":
+            response = response + [eot]
+        out.append((prompt + response[:max_tokens], len(prompt)))
     return out
 
 
-def _forward(model: Any, ids: list[int], n_prompt: int, config: AnalyzeConfig, classes_by_chunk: list,
-             acc: _Accumulator, is_base: bool) -> None:
-    """Statistics of one response's positions, chunk by chunk; the base model's pass
-    records each chunk's classes, which the SSD model's pass then uses."""
+def response_stats(model: Any, ids: list[int], n_prompt: int, config: AnalyzeConfig) -> dict[str, Any] | None:
+    """The statistics of every response position of one sequence (the positions whose
+    next token is a response token), computed chunk by chunk from one forward pass that
+    keeps logits only there."""
     import torch
 
     n_resp = len(ids) - n_prompt
     if n_resp <= 0:
-        return
+        return None
     with torch.inference_mode():
-        # logits only at the positions that predict response tokens
         logits = model(torch.tensor([ids]), logits_to_keep=n_resp + 1).logits[0, :-1]
-        for c, start in enumerate(range(0, n_resp, config.chunk_positions)):
-            stats = position_stats(logits[start:start + config.chunk_positions], config)
-            if is_base:
-                classes_by_chunk.append(_classify(stats, config))
-            for cls, mask in classes_by_chunk[c].items():
-                acc.add(cls, mask, stats)
+        chunks = [position_stats(logits[start:start + config.chunk_positions], config)
+                  for start in range(0, n_resp, config.chunk_positions)]
+    return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
 
 
 def analyze(config: AnalyzeConfig) -> dict[str, Any]:
     """The `analyze` stage's entry point: writes analyze.json and the plots; returns the record."""
+    from collections import Counter
+
     from tqdm.auto import tqdm
 
     rows = read_responses(Path(config.samples), config.limit)
     out = Path(config.out)
-    models, results, speed = {}, {}, {}
+    models, speed, sums = {}, {}, {}
     base_model, base_tok, models["base"] = _load(config.base, config.dtype)
     seqs = tokenized(base_tok, rows, config.max_response_tokens)
-    classes: list[list] = [[] for _ in seqs]
+    keep = [i for i, (ids, n_prompt) in enumerate(seqs) if len(ids) > n_prompt]
+    classes: dict[int, tuple[dict[str, Any], Any]] = {}  # by the base model, per response
     for name in ("base", "ssd"):
         if name == "ssd":
             del base_model
@@ -241,22 +355,29 @@ def analyze(config: AnalyzeConfig) -> dict[str, Any]:
                                        "positions cannot be compared")
         else:
             model = base_model
-        acc = _Accumulator(len(config.t_eval))
+        sums[name] = _Sums(len(config.t_eval))
         start = time.monotonic()
-        for (ids, n_prompt), chunks in tqdm(list(zip(seqs, classes)), desc=f"analyze {name}",
-                                            unit="resp", disable=not config.progress):
-            _forward(model, ids, n_prompt, config, chunks, acc, is_base=name == "base")
+        for i in tqdm(keep, desc=f"analyze {name}", unit="resp", disable=not config.progress):
+            stats = response_stats(model, *seqs[i], config)
+            if name == "base":
+                classes[i] = (_classify(stats, config), top20_bin(stats))
+            sums[name].add(stats, *classes[i])
         elapsed = time.monotonic() - start
-        positions = sum(acc.count.values())
+        positions = sum(len(seqs[i][0]) - seqs[i][1] for i in keep)
         speed[name] = {"positions": positions, "seconds": round(elapsed, 2),
                        "positions_per_s": round(positions / elapsed, 1) if elapsed else None}
-        results[name] = acc.summary()
         del model
-    record = {"stage": "analyze", "config": to_dict(config), "responses": len(rows),
+    if not keep:
+        raise SelfdistillError(f"{config.samples}: no response has a token to analyse")
+    diagnostics, differences = summarise(sums, config.bootstrap_samples, config.bootstrap_seed)
+    record = {"stage": "analyze", "config": to_dict(config), "responses": len(keep),
+              "responses_by_source": dict(Counter(str(rows[i].get("source", "given")) for i in keep)),
               "thresholds": {"lock": f"base top-1 mass >= {config.lock_top1}",
                              "fork": f"base top-1 mass <= {config.fork_top1} and top-20 mass >= {config.fork_top20}",
                              "other": "neither"},
-              "models": models, "speed": speed, "diagnostics": results,
+              "noise": f"95% bootstrap intervals over the {len(keep)} responses ({config.bootstrap_samples} "
+                       "resamples); SSD - base differences paired on the same resamples",
+              "models": models, "speed": speed, "diagnostics": diagnostics, "differences": differences,
               "top20_bins": [round(i / TOP20_BINS, 2) for i in range(TOP20_BINS + 1)],
               "provenance": provenance()}
     with open_stage(out, stage_key(config), derived=True) as stage:
@@ -277,7 +398,8 @@ def stage_key(config: AnalyzeConfig) -> StageKey:
 
 
 def plot(record: dict[str, Any], stem: Path) -> list[Path]:
-    """The paper's four diagnostics, base vs SSD, for locks and forks."""
+    """The paper's four diagnostics, base vs SSD, for locks and forks, each with its
+    bootstrap 95% band over responses."""
     from selfdistill.plots import pyplot, save
 
     plt = pyplot()
@@ -285,15 +407,20 @@ def plot(record: dict[str, Any], stem: Path) -> list[Path]:
     fig, axes = plt.subplots(2, 4, figsize=(16, 7))
     bins = record["top20_bins"]
     centres = [(a + b) / 2 for a, b in zip(bins, bins[1:])]
+    nan = float("nan")
+    fill = lambda v: [nan if x is None else x for x in v]  # noqa: E731
     for row, cls in enumerate(("lock", "fork")):
         for name, style in (("base", "-"), ("ssd", "--")):
             s = d[name][cls]
             if not s["positions"]:
                 continue
             label = f"{name} ({s['positions']} positions)"
-            axes[row][0].plot(range(1, RANKS + 1), s["cumulative_mass_by_rank"], style, label=label)
-            axes[row][1].plot(cfg["t_eval"], s["surviving_tokens"], style, label=label)
-            axes[row][2].plot(cfg["t_eval"], s["entropy_after_truncation"], style, label=label)
+            for ax, xs, key in ((axes[row][0], list(range(1, RANKS + 1)), "cumulative_mass_by_rank"),
+                                (axes[row][1], cfg["t_eval"], "surviving_tokens"),
+                                (axes[row][2], cfg["t_eval"], "entropy_after_truncation")):
+                line, = ax.plot(xs, s[key], style, label=label)
+                lo, hi = s["interval"][key]
+                ax.fill_between(xs, fill(lo), fill(hi), color=line.get_color(), alpha=0.2)
         titles = ("cumulative mass by rank", "tokens surviving truncation", "entropy after truncation (nats)")
         for ax, title, xl in zip(axes[row], titles, ("token rank", "T_eval", "T_eval")):
             ax.set_title(f"{cls}s: {title}", fontsize=10)
@@ -303,46 +430,53 @@ def plot(record: dict[str, Any], stem: Path) -> list[Path]:
             axes[row][0].legend(fontsize=8)
         else:
             axes[row][0].text(0.5, 0.5, f"no {cls} positions", ha="center", transform=axes[row][0].transAxes)
-    # the binned diagnostic spans every position, locks, forks and the rest together
+    # the binned diagnostic spans every position, binned by the BASE model's top-20 mass
     for name, style in (("base", "-"), ("ssd", "--")):
-        sums, counts = [0.0] * (len(bins) - 1), [0] * (len(bins) - 1)
-        for cls in CLASSES:
-            s = d[name][cls]
-            for i, (e, k) in enumerate(zip(s.get("entropy_after_truncation_by_top20_mass", []),
-                                           s.get("positions_by_top20_mass", []))):
-                if e is not None:
-                    sums[i] += e * k
-                    counts[i] += k
-        pts = [(c, t / k) for c, t, k in zip(centres, sums, counts) if k]
-        axes[0][3].plot([q[0] for q in pts], [q[1] for q in pts], style + "o", label=name)
-        if name == "base":
-            axes[1][3].bar(centres, counts, width=0.08, color="grey")
+        a = d[name]["all"]
+        ys = fill(a["entropy_after_truncation_by_base_top20_mass"])
+        line, = axes[0][3].plot(centres, ys, style + "o", label=name)
+        axes[0][3].fill_between(centres, fill(a["interval"][0]), fill(a["interval"][1]),
+                                color=line.get_color(), alpha=0.2)
+    axes[1][3].bar(centres, d["base"]["all"]["positions_by_base_top20_mass"], width=0.08, color="grey")
     axes[0][3].set_title(f"all positions: entropy after truncation at T={cfg['binned_t_eval']}", fontsize=10)
-    axes[1][3].set_title("all positions: how many per top-20 mass bin", fontsize=10)
+    axes[1][3].set_title("all positions: how many per base top-20 mass bin", fontsize=10)
     for ax in (axes[0][3], axes[1][3]):
         ax.set_xlabel("base top-20 mass")
         ax.grid(alpha=0.3)
     axes[0][3].legend(fontsize=8)
-    fig.suptitle(f"lock/fork diagnostics over {record['responses']} responses; truncation top-k "
-                 f"{cfg['top_k'] or 'off'}, top-p {cfg['top_p']}, min-p {cfg['min_p'] or 'off'}", fontsize=10)
+    t = cfg["truncation"]
+    fig.suptitle(f"lock/fork diagnostics over {record['responses']} responses, 95% bootstrap bands; truncation "
+                 f"top-k {t['top_k'] or 'off'}, top-p {t['top_p']}, min-p {t['min_p'] or 'off'}", fontsize=10)
     fig.tight_layout()
     return save(fig, stem)
+
+
+def _with_interval(value: float, interval: list[Any], digits: int) -> str:
+    lo, hi = interval
+    return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def format_difference(diff: dict[str, Any], digits: int = 4) -> str:
+    return (f"{diff['delta']:+.{digits}f} [{diff['low']:+.{digits}f}, {diff['high']:+.{digits}f}]"
+            + ("" if diff["low"] <= 0 <= diff["high"] else " (outside the noise)"))
 
 
 def format_analysis(record: dict[str, Any]) -> str:
     lines = [f"{record['responses']} responses; " + "; ".join(
         f"{n}: {s['positions']} positions at {s['positions_per_s']}/s" for n, s in record["speed"].items())]
-    header = f"{'class':<6} {'positions':>9} {'model':<5} {'top-1':>6} {'entropy':>8} {'tail':>7} {'surv@T=1':>9}"
-    lines.append(header)
-    t_eval = record["config"]["t_eval"]
-    i1 = min(range(len(t_eval)), key=lambda i: abs(t_eval[i] - 1.0))
+    lines.append(f"{'class':<6} {'positions':>9} {'model':<5} {'top-1 [95%]':>22} {'tail beyond support [95%]':>27}")
     for cls in CLASSES:
         for name in ("base", "ssd"):
             s = record["diagnostics"][name][cls]
             if not s["positions"]:
                 lines.append(f"{cls:<6} {0:>9} {name:<5}")
                 continue
-            lines.append(f"{cls:<6} {s['positions']:>9} {name:<5} {s['top1_mass']:>6.3f} {s['entropy']:>8.3f} "
-                         f"{s['tail_mass_beyond_support']:>7.4f} {s['surviving_tokens'][i1]:>9.2f}")
+            lines.append(f"{cls:<6} {s['positions']:>9} {name:<5} "
+                         f"{_with_interval(s['top1_mass'], s['interval']['top1_mass'], 3):>22} "
+                         f"{_with_interval(s['tail_mass_beyond_support'], s['interval']['tail_mass_beyond_support'], 4):>27}")
+        diff = record["differences"].get(cls, {}).get("tail_mass_beyond_support")
+        if diff:
+            lines.append(f"{cls:<6} SSD - base tail beyond support: {format_difference(diff)}")
     lines.append("thresholds: " + "; ".join(f"{k}: {v}" for k, v in record["thresholds"].items()))
+    lines.append(record["noise"])
     return "\n".join(lines)

@@ -5,12 +5,13 @@
     selfdistill sample [--config YAML] --model M --problems SPEC ... --out DIR
     selfdistill train  [--config YAML] --model M --data DIR/samples.jsonl --out DIR
     selfdistill merge  SHARD_DIR... --out DIR
-    selfdistill report RUN_DIR [--sweep-dir DIR] [--analyze-dir DIR]
+    selfdistill report RUN_DIR
     selfdistill sweep  [--config YAML] --models NAME=M,... --problems SPEC --t-eval T,... (decoding) --out DIR
     selfdistill analyze [--config YAML] --samples FILE --base M --ssd M --top-k K --top-p P --min-p M --out DIR
     selfdistill toy    [--config YAML] [--t-train T ...] [--out DIR]
     selfdistill run    CONFIG.yaml [KEY=VALUE ...] [--plan] [--rebuild]
 
+`selfdistill --verbose COMMAND ...` shows the libraries' own logs and progress bars too.
 Every flag overrides the YAML key of the same name (decoding, engine and sandbox flags land
 in the `decoding:`, `engine:` and `sandbox:` sections). Bad input prints one `error:` line, exits 2.
 """
@@ -97,7 +98,15 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, where: str, skip: tupl
     cls = getattr(importlib.import_module(f"selfdistill.{module}"), name)
     hints = typing.get_type_hints(cls)
     parser.add_argument("--config", help=f"YAML whose keys mirror {name}'s fields (flags override them)")
+    from selfdistill.generation import Truncation
+
     for f in dataclasses.fields(cls):
+        if hints[f.name] is Truncation:  # --top-k ... (or --train-top-k ... for train_truncation)
+            prefix = f.name.removesuffix("truncation").replace("_", "-")
+            for sub in dataclasses.fields(Truncation):
+                parser.add_argument(f"--{prefix}{sub.name.replace('_', '-')}", dest=f"{f.name}.{sub.name}",
+                                    type=hints_of(Truncation)[sub.name], help=sub.metadata.get("help"))
+            continue
         if dataclasses.is_dataclass(hints[f.name]) or f.name in skip:
             continue  # a positional argument, or a nested section (engine, sandbox): its own flags fill it
         if f.name == "progress":
@@ -105,6 +114,12 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, where: str, skip: tupl
             continue
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_flag_type(hints[f.name]),
                             help=f.metadata.get("help"))
+
+
+def hints_of(cls: type) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(cls)
 
 
 def _add_generation_flags(p: argparse.ArgumentParser, stage: str) -> None:
@@ -122,7 +137,7 @@ def _add_generation_flags(p: argparse.ArgumentParser, stage: str) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(args).items() if k not in ("command", "func", "config")}
+    return {k: v for k, v in vars(args).items() if k not in ("command", "func", "config", "verbose")}
 
 
 def _load(cls: type, args: argparse.Namespace, transform: Any = None) -> Any:
@@ -244,6 +259,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfdistill", description=__doc__.split("\n")[0])
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the libraries' own logs, warnings and progress bars (vLLM, transformers, ...)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("problems", help="list a problem source's counts by kind and difficulty")
@@ -308,11 +325,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Without --verbose: our own progress bars and summary lines only. vLLM's, transformers'
+    and the hub's info logs, warnings and progress bars are turned off (set before they
+    are imported; a variable the user set is kept)."""
+    import logging
+    import os
+    import warnings
+
+    for key, value in (("VLLM_LOGGING_LEVEL", "ERROR"), ("TRANSFORMERS_VERBOSITY", "error"),
+                       ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+                       ("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("vllm", "transformers", "torch", "datasets", "accelerate", "peft", "trl", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     from selfdistill.config import git_revision
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if not args.verbose:
+        quiet_libraries()
     if args.command == "run":  # KEY=VALUE overrides may stand after the flags too
         args.overrides += [e for e in extra if "=" in e and not e.startswith("-")]
         extra = [e for e in extra if e not in args.overrides]

@@ -11,6 +11,8 @@ A problem source is chosen by a spec string:
     lcb:hub[#WINDOW]          the same rows from the Hugging Face hub (needs network)
     rstar:PATH | rstar:hub    rStar-Coder seed problems (prompts only, de-duplicated)
     jsonl:PATH                the generic format documented in docs/problems.md
+    SPEC[a:b]                 any of these, sliced by position like a Python list
+                              (humaneval[:20] for a benchmark, humaneval[20:] for its prompts)
 
 Run `selfdistill problems SPEC` to print counts by kind and difficulty.
 """
@@ -126,7 +128,8 @@ class ProblemSet:
 def load_problems(spec: str, require_tests: bool = False, limit: int | None = None) -> ProblemSet:
     """Resolve a spec string to problems (the first `limit` of them, when given); raise
     SelfdistillError on any bad input."""
-    name, _, arg = spec.partition(":")
+    base, window = _slice(spec)
+    name, _, arg = base.partition(":")
     loaders = {
         "humaneval": _load_humaneval,
         "leetcode": _load_leetcode,
@@ -139,6 +142,9 @@ def load_problems(spec: str, require_tests: bool = False, limit: int | None = No
             f"unknown problem spec {spec!r}: expected one of {', '.join(sorted(loaders))}"
         )
     pset = loaders[name](spec, arg)
+    if window is not None:
+        pset.problems = pset.problems[window]
+        pset.resolved["slice"] = [window.start, window.stop]
     if not pset.problems:
         raise SelfdistillError(f"problem spec {spec!r} selected no problems")
     if require_tests:
@@ -151,6 +157,20 @@ def load_problems(spec: str, require_tests: bool = False, limit: int | None = No
     if limit:
         pset.problems = pset.problems[:limit]
     return pset
+
+
+_SLICE = re.compile(r"^(?P<base>.+)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
+
+
+def _slice(spec: str) -> tuple[str, slice | None]:
+    """SPEC[a:b] -> (SPEC, slice(a, b)); any other spec -> (spec, None)."""
+    m = _SLICE.match(spec)
+    if not m:
+        if spec.endswith("]") and "[" in spec:
+            raise SelfdistillError(f"problem spec {spec!r}: a slice is [start:stop] with integers, e.g. humaneval[:20]")
+        return spec, None
+    to_int = lambda text: int(text) if text else None  # noqa: E731
+    return m["base"], slice(to_int(m["start"]), to_int(m["stop"]))
 
 
 def _require_file(spec: str, arg: str) -> Path:

@@ -28,7 +28,7 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,13 +123,16 @@ def record_digest(directory: Path) -> str | None:
     return "sha256:" + sha256_file(path) if path.is_file() else None
 
 
-def freshness(directory: Path, key: StageKey) -> Freshness:
-    """Whether `directory` holds the finished outputs of exactly `key`."""
+def freshness(directory: Path, key: StageKey | Callable[[], StageKey]) -> Freshness:
+    """Whether `directory` holds the finished outputs of exactly `key`. A callable key is
+    only computed where there is a record to compare it with (a plan of a run that has
+    not started needs no model, data or problems)."""
     record = read(directory)
     if record is None:
         started = Path(directory).is_dir() and any(Path(directory).iterdir())
         return Freshness("missing", ["never finished (files of an unfinished run are there; it resumes)"
                                      if started else "not run yet"])
+    key = key() if callable(key) else key
     changed = differences({k: record.get(k) for k in ("stage", "settings", "inputs")}, key.as_dict())
     if changed:
         return Freshness("stale", changed, record)

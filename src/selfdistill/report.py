@@ -3,12 +3,13 @@ report.html, rendered from the run directory's stage records and results alone (
 ends by calling the same code).
 
 One data structure (`report_data`, written as report.json) holds every number shown; the
-markdown and the HTML are two renderings of it, so they cannot disagree. base vs SSD:
-pass@k with paired bootstrap 95% intervals, per-problem win/loss counts and an exact sign
-test (metrics.py). The interval of a difference resamples problems with replacement (the
-same problems for both models, hence paired) and takes the 2.5th and 97.5th percentiles of
-the mean per-problem difference in pass@k. Where neither model solved a problem of a
-subset, the subset says "no solved problems" instead of a degenerate interval.
+markdown and the HTML are two renderings of it, so they cannot disagree. What it shows:
+the headline sentence (best against best, cross-fitted by default: sweep.py), pass@k
+against T_eval for both models, the best-against-best comparison overall and by difficulty
+(paired bootstrap 95% intervals over problems, wins/losses, exact sign test: metrics.py),
+the difference at every shared T_eval, the lock/fork diagnostics with their intervals
+(analyze.py), the SSD data and the training loss. Where neither model solved a problem of
+a subset, the subset says "no solved problems" instead of a degenerate interval.
 
 Every stage read must be finished, with its outputs still the files its record vouches
 for (records.verified); the report's own record names those records by content, so a
@@ -31,12 +32,11 @@ from selfdistill import records
 from selfdistill.config import to_dict
 from selfdistill.errors import SelfdistillError
 from selfdistill.files import atomic_write_text, read_jsonl
-from selfdistill.metrics import format_interval, ks_for, paired_comparison, subsets
+from selfdistill.metrics import format_interval
 
-RUN_STAGES = ("base_eval", "sample", "train", "ssd_eval")
 # what the report reads of each stage; everything else may have been removed to save space
-NEEDED = {"base_eval": ("results.json",), "ssd_eval": ("results.json",), "sample": ("summary.json",),
-          "train": ("loss.json",), "sweep": ("sweep.json",), "analyze": ("analyze.json",)}
+NEEDED = {"cell": ("results.json",), "sample": ("summary.json",), "train": ("loss.json",),
+          "compare": ("compare.json",), "analyze": ("analyze.json",)}
 
 
 @dataclass
@@ -44,29 +44,13 @@ class ReportConfig:
     """Write report.json, report.md and report.html for a finished run directory."""
 
     run_dir: str = field(metadata={"help": "a `selfdistill run` directory"})
-    sweep_dir: str | None = field(default=None, metadata={"help": "a sweep's output (default RUN/sweep if present)"})
-    analyze_dir: str | None = field(default=None, metadata={
-        "help": "an analyze output (default RUN/analyze if present)"})
     examples: int = field(default=4, metadata={"help": "problems shown with base and SSD responses side by side"})
     max_response_chars: int = field(default=4000, metadata={"help": "longer responses are cut, saying so"})
 
 
-def compare(base: dict[str, Any], ssd: dict[str, Any], samples: int, seed: int) -> list[dict[str, Any]]:
-    """Rows (subset, k, base, ssd, delta, low, high, wins, losses, ties, sign_test_p) over
-    the problems both runs judged."""
-    s = {p["task_id"]: p for p in ssd["problems"]}
-    common = [p for p in base["problems"] if p["task_id"] in s]
-    if not common:
-        raise SelfdistillError("the base and SSD evaluations share no problems")
-    n_min = min(min(p["n"] for p in common), min(s[p["task_id"]]["n"] for p in common))
-    rows = []
-    for name, group in subsets(common).items():
-        other = [s[p["task_id"]] for p in group]
-        for k in ks_for(n_min):
-            row = paired_comparison(group, other, k, samples, seed)
-            row["base"], row["ssd"] = row.pop("a"), row.pop("b")
-            rows.append({"subset": name, **row})
-    return rows
+def _grid(d: dict[str, Any]) -> str:
+    return (f"T_eval {', '.join(f'{t:g}' for t in d['t_eval'])}; top-k={d['top_k'] or 'off'}, top-p={d['top_p']}, "
+            f"min-p={d['min_p'] or 'off'}, max_tokens={d['max_tokens']}, n={d['n']} (greedy once), seed={d['seed']}")
 
 
 def _decoding(d: dict[str, Any]) -> str:
@@ -74,18 +58,18 @@ def _decoding(d: dict[str, Any]) -> str:
             f"max_tokens={d['max_tokens']}, n={d['n']}, seed={d['seed']}")
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
 
 
 def _input_dirs(config: ReportConfig) -> dict[str, Path]:
+    """Every stage directory the report reads: the cells of both grids, sample, train,
+    compare and analyze."""
     root = Path(config.run_dir)
-    dirs = {name: root / name for name in RUN_STAGES}
-    for name, given in (("sweep", config.sweep_dir), ("analyze", config.analyze_dir)):
-        d = Path(given) if given else root / name
-        if given or (d / records.RECORD).is_file():
-            dirs[name] = d
-    return dirs
+    run = run_settings(root)
+    dirs = {f"{grid}/T{t:g}": root / grid / f"T{t:g}" for grid in ("base_eval", "ssd_eval")
+            for t in run[grid]["t_eval"]}
+    return dirs | {name: root / name for name in ("sample", "train", "compare", "analyze")}
 
 
 def report_key(config: ReportConfig) -> records.StageKey:
@@ -113,9 +97,24 @@ def run_settings(root: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise SelfdistillError(f"{path}: malformed YAML ({e})") from None
-    if not isinstance(data, dict) or "model" not in data:
-        raise SelfdistillError(f"{path}: not a run config")
+    if not isinstance(data, dict) or "model" not in data or "base_eval" not in data:
+        raise SelfdistillError(f"{path}: not a run config of this version (it needs base_eval and ssd_eval grids)")
     return data
+
+
+def power_note(row: dict[str, Any] | None) -> str:
+    """What the headline interval can and cannot say."""
+    if row is None:
+        return "No comparison."
+    if row.get("low") is None:
+        return f"Neither model solved any of the {row['problems']} problems: the run cannot compare them."
+    width = 100 * (row["high"] - row["low"])
+    if row["low"] <= 0 <= row["high"]:
+        return (f"The 95% interval is {width:.1f} points wide and includes zero: over {row['problems']} problems "
+                "this run cannot tell SSD from the base model; a difference smaller than about half that width "
+                "would not be seen.")
+    side = "better" if row["delta"] > 0 else "worse"
+    return f"The 95% interval ({width:.1f} points wide) excludes zero: SSD is {side} than the base model here."
 
 
 def report_data(config: ReportConfig) -> dict[str, Any]:
@@ -123,36 +122,43 @@ def report_data(config: ReportConfig) -> dict[str, Any]:
     root = Path(config.run_dir)
     run = run_settings(root)
     dirs = _input_dirs(config)
-    stage_records = {name: records.verified(d, NEEDED[name]) for name, d in dirs.items()}
-    base = _load_json(dirs["base_eval"] / "results.json", "base evaluation")
-    ssd = _load_json(dirs["ssd_eval"] / "results.json", "SSD evaluation")
-    data = {
+    stage_records = {name: records.verified(d, NEEDED["cell" if "/" in name else name]) for name, d in dirs.items()}
+    comp = _load_json(dirs["compare"] / "compare.json", "comparison")
+    an = _load_json(dirs["analyze"] / "analyze.json", "analysis")
+    rows = [{**{k: v for k, v in c.items() if k not in ("a", "b")}, "base": c["a"], "ssd": c["b"]}
+            for c in comp["comparisons"]]
+    headline_row = next((r for r in rows if r["subset"] == "overall" and r["k"] == 1), None)
+    return {
         "model": run["model"],
+        "note": run.get("note"),
         "run": {k: run.get(k) for k in ("eval_problems", "eval_limit", "train_problems", "train_limit",
-                                        "sample_decoding", "base_decoding", "ssd_decoding", "sample_filter",
-                                        "training", "engine", "overrides")},
-        "provenance": ssd["config"].get("provenance", {}),
+                                        "sample_decoding", "base_eval", "ssd_eval", "selection", "select_metric",
+                                        "sample_filter", "training", "engine", "overrides")},
+        "provenance": comp.get("provenance", {}),
         "stages": {name: {"directory": str(d), "record": records.record_digest(d),
                           "git_revision": stage_records[name].get("info", {}).get("provenance", {}).get("git_revision")}
                    for name, d in dirs.items()},
-        "metrics": {"base": base["metrics"], "ssd": ssd["metrics"]},
-        "comparison": compare(base, ssd, run.get("bootstrap_samples", 2000), run.get("bootstrap_seed", 0)),
+        "headlines": comp["headlines"],
+        "power": power_note(headline_row),
+        "selection_caveat": comp["selection_caveat"],
+        "curves": comp["curves"],
+        "best": comp["best"],
+        "chosen": comp["chosen"],
+        "comparison": rows,
+        "fixed_t_eval": comp["fixed_t_eval"],
         "data": _load_json(dirs["sample"] / "summary.json", "SSD data")["summary"],
         "loss": _load_json(dirs["train"] / "loss.json", "training loss"),
-        "sweep": None, "analysis": None,
+        "analysis": {"thresholds": an["thresholds"], "noise": an["noise"], "responses": an["responses"],
+                     "responses_by_source": an.get("responses_by_source"),
+                     "rows": [{"class": c, "model": n, "positions": s["positions"],
+                               **{k: s[k] for k in ANALYSIS_KEYS}, "interval": {k: s["interval"][k] for k in ANALYSIS_KEYS}}
+                              for c in ("lock", "fork", "other") for n, d in an["diagnostics"].items()
+                              for s in [d[c]] if s["positions"]],
+                     "differences": {c: {k: d[k] for k in ANALYSIS_KEYS} for c, d in an["differences"].items()}},
     }
-    if "sweep" in dirs:
-        sw = _load_json(dirs["sweep"] / "sweep.json", "sweep")
-        data["sweep"] = {k: sw[k] for k in ("selection_caveat", "best", "comparisons", "report_problems")} | {
-            "select_metric": sw["config"]["select_metric"], "directory": str(dirs["sweep"])}
-    if "analyze" in dirs:
-        an = _load_json(dirs["analyze"] / "analyze.json", "analyze")
-        data["analysis"] = {"thresholds": an["thresholds"], "directory": str(dirs["analyze"]),
-                            "rows": [{"class": c, "model": n, **{k: s[k] for k in (
-                                "positions", "top1_mass", "entropy", "tail_mass_beyond_support")}}
-                                     for c in ("lock", "fork", "other") for n, d in an["diagnostics"].items()
-                                     for s in [d[c]] if s["positions"]]}
-    return data
+
+
+ANALYSIS_KEYS = ("top1_mass", "entropy", "tail_mass_beyond_support")
 
 
 def _setting_rows(data: dict[str, Any]) -> list[list[Any]]:
@@ -161,7 +167,8 @@ def _setting_rows(data: dict[str, Any]) -> list[list[Any]]:
     return [["benchmark", f"{r['eval_problems']}{limit(r['eval_limit'])}"],
             ["SSD prompts", f"{r['train_problems']}{limit(r['train_limit'])}"],
             ["sampling (T_train)", _decoding(r["sample_decoding"])], ["filter", r["sample_filter"]],
-            ["base eval", _decoding(r["base_decoding"])], ["SSD eval", _decoding(r["ssd_decoding"])],
+            ["base grid", _grid(r["base_eval"])], ["SSD grid", _grid(r["ssd_eval"])],
+            ["best T_eval", f"{r['selection']} on {r['select_metric']}: {data['selection_caveat']}"],
             ["engine", json.dumps(r["engine"])], ["training", json.dumps(r["training"])],
             ["overrides", " ".join(r.get("overrides") or []) or "none"],
             ["date", prov.get("date")], ["git", prov.get("git_revision")], ["cpu", prov.get("cpu")],
@@ -174,6 +181,27 @@ COMPARISON_HEADER = ["subset", "problems", "k", "base (%)", "SSD (%)", "diff [95
 def _comparison_rows(data: dict[str, Any]) -> list[list[Any]]:
     return [[r["subset"], r["problems"], r["k"], _pct(r["base"]), _pct(r["ssd"]), format_interval(r),
              f"{r['wins']}/{r['losses']}/{r['ties']}", f"{r['sign_test_p']:.3g}"] for r in data["comparison"]]
+
+
+def _curve_table(data: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    ks = [k for k in next(iter(next(iter(data["curves"].values())).values())) if k.startswith("pass@")]
+    rows = [[m, t] + [_pct(c.get(k)) for k in ks] for m, curve in data["curves"].items() for t, c in curve.items()]
+    return ["model", "T_eval"] + [f"{k} (%)" for k in ks], rows
+
+
+def _best_table(data: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    rows = []
+    for m, b in data["best"].items():
+        for f in b["folds"]:
+            rows.append([m, f["fold"], f["t_eval"], f["selection_problems"], _pct(f["selection_score"]),
+                         f["scored_problems"]])
+    return ["model", "picked on half", "best T_eval", "problems picked on", "score there (%)", "problems scored"], rows
+
+
+def _fixed_table(data: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    return (["T_eval", "k", "base (%)", "SSD (%)", "diff [95% interval]", "wins/losses", "p"],
+            [[f"{r['t_eval']:g}", r["k"], _pct(r["a"]), _pct(r["b"]), format_interval(r),
+              f"{r['wins']}/{r['losses']}", f"{r['sign_test_p']:.3g}"] for r in data["fixed_t_eval"]])
 
 
 def _data_rows(d: dict[str, Any]) -> list[list[Any]]:
@@ -192,46 +220,43 @@ def _loss_line(loss: list[dict[str, Any]]) -> str:
     return f"{loss[-1]['step']} optimiser steps; loss first {loss[0]['loss']:.4f}, last {loss[-1]['loss']:.4f}"
 
 
-def _sweep_tables(sw: dict[str, Any]) -> tuple[tuple[list[str], list[list[Any]]], tuple[list[str], list[list[Any]]]]:
-    m = sw["select_metric"]
-    best = (["model", "best T_eval", f"{m} on selection (%)", f"on {sw['report_problems']} reported problems (%)"],
-            [[n, b["t_eval"], _pct(b["selection_score"]), _pct(b["report"][m])] for n, b in sw["best"].items()])
-    comps = (["model - reference", "k", "diff [95% interval]", "wins/losses", "p"],
-             [[f"{c['model']} (T {c['model_t_eval']:g}) - {c['reference']} (T {c['reference_t_eval']:g})",
-               c["k"], format_interval(c), f"{c['wins']}/{c['losses']}", f"{c['sign_test_p']:.3g}"]
-              for c in sw["comparisons"]])
-    return best, comps
+def _iv(x: float, iv: list[float], digits: int = 3) -> str:
+    return f"{x:.{digits}f} [{iv[0]:.{digits}f}, {iv[1]:.{digits}f}]"
 
 
 def _analysis_table(an: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    return (["class", "model", "positions", "top-1 mass", "entropy", "tail beyond support"],
-            [[r["class"], r["model"], r["positions"], *(f"{r[k]:.3f}" for k in ("top1_mass", "entropy",
-                                                                             "tail_mass_beyond_support"))]
-             for r in an["rows"]])
+    return (["class", "model", "positions", "top-1 mass [95%]", "entropy [95%]", "tail beyond support [95%]"],
+            [[r["class"], r["model"], r["positions"], _iv(r["top1_mass"], r["interval"]["top1_mass"]),
+              _iv(r["entropy"], r["interval"]["entropy"]),
+              _iv(r["tail_mass_beyond_support"], r["interval"]["tail_mass_beyond_support"], 4)] for r in an["rows"]])
+
+
+def _difference_table(an: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    from selfdistill.analyze import format_difference
+
+    return (["class", "SSD - base: top-1 mass", "entropy", "tail beyond support"],
+            [[c, format_difference(d["top1_mass"], 3), format_difference(d["entropy"], 3),
+              format_difference(d["tail_mass_beyond_support"], 4)] for c, d in an["differences"].items()])
 
 
 def render_markdown(data: dict[str, Any]) -> str:
     lines = [f"# SSD report: {data['model']}", ""]
+    if data["note"]:
+        lines += [f"> {data['note']}", ""]
+    lines += ["## Headline", ""] + [f"**{h}**" for h in data["headlines"]] + ["", data["power"], ""]
     lines += [f"- {k}: {v}" for k, v in _setting_rows(data)]
-    lines += ["", "## pass@k, base vs SSD", "",
-              "Percent; the difference with its paired bootstrap 95% interval over problems; wins/losses:",
+    lines += ["", "## pass@k against T_eval", "", "Figures: compare/sweep.png, compare/difference.png.", ""]
+    lines += _md_table(*_curve_table(data))
+    lines += ["", "## Best against best", "", f"{data['selection_caveat']}.", ""]
+    lines += _md_table(*_best_table(data)) + [""]
+    lines += ["Percent; the difference with its paired bootstrap 95% interval over problems; wins/losses:",
               "problems where SSD's pass@k is higher/lower; p: two-sided exact sign test on them.", ""]
     lines += _md_table(COMPARISON_HEADER, _comparison_rows(data))
-    lines += ["", "## Temperature sweep", ""]
-    if data["sweep"]:
-        lines.append(f"{data['sweep']['selection_caveat']}.")
-        lines.append("")
-        for header, rows in _sweep_tables(data["sweep"]):
-            lines += _md_table(header, rows) + [""]
-    else:
-        lines.append("No sweep in this run directory.")
-    lines += ["", "## Lock/fork diagnostics", ""]
-    if data["analysis"]:
-        lines.append("; ".join(f"{k}: {v}" for k, v in data["analysis"]["thresholds"].items()))
-        lines.append("")
-        lines += _md_table(*_analysis_table(data["analysis"]))
-    else:
-        lines.append("No analysis in this run directory.")
+    lines += ["", "## The difference at each fixed T_eval", ""] + _md_table(*_fixed_table(data))
+    an = data["analysis"]
+    lines += ["", "## Lock/fork diagnostics", "", "; ".join(f"{k}: {v}" for k, v in an["thresholds"].items()),
+              "", f"{an['noise']}.", ""]
+    lines += _md_table(*_analysis_table(an)) + [""] + _md_table(*_difference_table(an))
     lines += ["", "## SSD data (from `sample`)", ""] + [f"- {k}: {v}" for k, v in _data_rows(data["data"])]
     lines += ["", "## Training", "", f"- {_loss_line(data['loss'])} (curve: train/loss.png)", "",
               "Artifacts: " + ", ".join(f"{n}/" for n in data["stages"]) + " (each with its stage record, "
@@ -300,14 +325,6 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
         ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
 
 
-def _metrics_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    ks = [k for k in metrics if k.startswith("pass@")]
-    rows = [["overall", metrics["count"]] + [f"{100 * metrics[k]:.1f}" for k in ks]]
-    for d, m in metrics.get("by_difficulty", {}).items():
-        rows.append([d, m["count"]] + [f"{100 * m[k]:.1f}" for k in ks])
-    return ["subset", "problems"] + [f"{k} (%)" for k in ks], rows
-
-
 def _examples(base_rows: list[dict[str, Any]], ssd_rows: list[dict[str, Any]], count: int, cap: int) -> str:
     """Problems with the two models' first responses side by side: disagreements first."""
     first = lambda rows: {r["task_id"]: r for r in rows if r.get("sample_index", 0) in (0, "0")}  # noqa: E731
@@ -330,14 +347,25 @@ table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;pad
 th{background:#f3f3f3}td:first-child{text-align:left}pre{background:#f7f7f7;padding:8px;overflow-x:auto;
 font-size:12px;white-space:pre-wrap}img{max-width:100%;border:1px solid #eee}.pair{display:grid;
 grid-template-columns:1fr 1fr;gap:12px}.figs{display:flex;flex-wrap:wrap;gap:12px}.note{color:#666}
-code{background:#f3f3f3;padding:0 3px}"""
+code{background:#f3f3f3;padding:0 3px}.callout{background:#fff6d6;border-left:4px solid #e0b000;padding:6px 10px}
+.headline{font-size:1.1em}"""
+
+
+def _chosen_rows(root: Path, data: dict[str, Any], model: str) -> list[dict[str, Any]]:
+    """A model's judged responses at the T_eval the comparison scored each problem with."""
+    grid = "base_eval" if model == "base" else "ssd_eval"
+    chosen = data["chosen"][model]
+    rows = []
+    for t in sorted(set(chosen.values())):
+        rows += [r for r in _rows(root / grid / f"T{t:g}" / "samples.jsonl") if chosen.get(r["task_id"]) == t]
+    return rows
 
 
 def render_html(data: dict[str, Any], root: Path, config: ReportConfig) -> str:
     """report.html: one file, images inlined, no scripts and no network. The figures and
     the responses side by side come from the run's sample files where they were kept."""
     sample_rows = _rows(root / "sample" / "generations.jsonl")
-    base_rows, ssd_rows = _rows(root / "base_eval" / "samples.jsonl"), _rows(root / "ssd_eval" / "samples.jsonl")
+    base_rows, ssd_rows = _chosen_rows(root, data, "base"), _chosen_rows(root, data, "ssd")
     lengths = {"SSD data": [r["completion_tokens"] for r in sample_rows if "completion_tokens" in r],
                "base eval": [r["completion_tokens"] for r in base_rows if "completion_tokens" in r],
                "SSD eval": [r["completion_tokens"] for r in ssd_rows if "completion_tokens" in r]}
@@ -345,47 +373,39 @@ def render_html(data: dict[str, Any], root: Path, config: ReportConfig) -> str:
                 "SSD": Counter(r["result"]["status"] for r in ssd_rows if "result" in r)}
     figs = _figures(data["loss"], lengths, verdicts)
     e = html.escape
+    an = data["analysis"]
     out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>SSD report: {e(data['model'])}</title>"
            f"<style>{_CSS}</style></head><body>",
-           f"<h1>SSD report: {e(data['model'])}</h1>",
-           "<h2>Configuration and provenance</h2>", _table(["setting", "value"], _setting_rows(data)),
-           "<h2>pass@k by difficulty</h2>"]
-    for name, key in (("base", "base"), ("SSD", "ssd")):
-        header, body = _metrics_rows(data["metrics"][key])
-        out += [f"<h3>{name}</h3>", _table(header, body, f"metrics-{key}")]
-    out += ["<h2>Base vs SSD</h2><p class='note'>Difference in percentage points with its paired bootstrap 95% "
-            "interval over problems; wins/losses: problems where SSD's pass@k is higher/lower; p: exact sign test.</p>",
-            _table(COMPARISON_HEADER, _comparison_rows(data), "comparison")]
-    out.append("<h2>Temperature sweep</h2>")
-    sw = data["sweep"]
-    if sw:
-        out.append(f"<p class='note'>{e(sw['selection_caveat'])}.</p>")
-        (bh, br), (ch, cr) = _sweep_tables(sw)
-        out += [_table(bh, br, "sweep-best"), _table(ch, cr, "sweep-comparisons")]
-        for stem in ("sweep", "grid"):
-            uri = _file_png(Path(sw["directory"]) / f"{stem}.png")
-            if uri:
-                out.append(f"<img alt='{stem}' src='{uri}'>")
-    else:
-        out.append(f"<p class='note'>No sweep in {e(str(root / 'sweep'))} (run <code>selfdistill sweep --out "
-                   f"{e(str(root / 'sweep'))}</code>).</p>")
-    out.append("<h2>Lock/fork diagnostics</h2>")
-    an = data["analysis"]
-    if an:
-        out.append("<p class='note'>" + e("; ".join(f"{k}: {v}" for k, v in an["thresholds"].items())) + "</p>")
-        out.append(_table(*_analysis_table(an), "analysis"))
-        uri = _file_png(Path(an["directory"]) / "analyze.png")
+           f"<h1>SSD report: {e(data['model'])}</h1>"]
+    if data["note"]:
+        out.append(f"<p class='callout' id='note'>{e(data['note'])}</p>")
+    out += ["<h2>Headline</h2>"] + [f"<p class='headline'><b>{e(h)}</b></p>" for h in data["headlines"]]
+    out += [f"<p id='power'>{e(data['power'])}</p>",
+            "<h2>Configuration and provenance</h2>", _table(["setting", "value"], _setting_rows(data)),
+            "<h2>pass@k against T_eval</h2>", _table(*_curve_table(data), "curves")]
+    for stem, alt in (("sweep", "pass@k against T_eval"), ("difference", "difference at each fixed T_eval")):
+        uri = _file_png(root / "compare" / f"{stem}.png")
         if uri:
-            out.append(f"<img alt='lock/fork diagnostics' src='{uri}'>")
-    else:
-        out.append(f"<p class='note'>No analysis in {e(str(root / 'analyze'))} (run <code>selfdistill analyze --out "
-                   f"{e(str(root / 'analyze'))}</code>).</p>")
+            out.append(f"<img alt='{alt}' src='{uri}'>")
+    out += ["<h2>Best against best</h2>", f"<p class='note'>{e(data['selection_caveat'])}.</p>",
+            _table(*_best_table(data), "best"),
+            "<p class='note'>Difference in percentage points with its paired bootstrap 95% interval over problems; "
+            "wins/losses: problems where SSD's pass@k is higher/lower; p: exact sign test.</p>",
+            _table(COMPARISON_HEADER, _comparison_rows(data), "comparison"),
+            "<h2>The difference at each fixed T_eval</h2>", _table(*_fixed_table(data), "fixed-t"),
+            "<h2>Lock/fork diagnostics</h2>",
+            "<p class='note'>" + e("; ".join(f"{k}: {v}" for k, v in an["thresholds"].items())) + f". {e(an['noise'])}.</p>",
+            _table(*_analysis_table(an), "analysis"), _table(*_difference_table(an), "analysis-differences")]
+    uri = _file_png(root / "analyze" / "analyze.png")
+    if uri:
+        out.append(f"<img alt='lock/fork diagnostics' src='{uri}'>")
     out += ["<h2>Training</h2>", f"<p>{e(_loss_line(data['loss']))}</p>",
             f"<img alt='training loss' src='{figs['loss']}'>" if "loss" in figs else "",
             "<h2>Sampling statistics</h2>", _table(["SSD data", "value"], _data_rows(data["data"]), "data"),
             "<div class='figs'>", f"<img alt='response lengths' src='{figs['lengths']}'>",
             f"<img alt='verdicts' src='{figs['verdicts']}'>", "</div>",
-            "<h2>Responses side by side</h2>",
+            "<h2>Responses side by side</h2><p class='note'>Each model at the T_eval the comparison scored the "
+            "problem with.</p>",
             _examples(base_rows, ssd_rows, config.examples, config.max_response_chars),
             "</body></html>"]
     return "\n".join(out)

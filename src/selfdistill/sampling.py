@@ -110,13 +110,16 @@ def _problems(config: SampleConfig) -> ProblemSet:
 SAMPLE_OUTPUTS = ["generations.jsonl", "samples.jsonl", "summary.json"]
 
 
-def sample(config: SampleConfig) -> dict[str, Any]:
-    """The `sample` stage's entry point; returns the data summary."""
+def sample(config: SampleConfig, backend: Any = None) -> dict[str, Any]:
+    """The `sample` stage's entry point; returns the data summary. `backend`, an engine
+    already open for config.model (`run` samples with the engine of the base sweep), is
+    used and left open."""
     out = Path(config.out)
     pset = _problems(config)
     with open_stage(out, stage_key(config, pset), {"model": config.model}) as stage:
         rows, generation = generate(config.model, config.engine, pset.problems, config.decoding,
-                                    config.batch_size, out / "generations.jsonl", config.progress, config.shard)
+                                    config.batch_size, out / "generations.jsonl", config.progress, config.shard,
+                                    backend)
         record = {"stage": "sample", **to_dict(config), "problems_resolved": pset.resolved,
                   **generation, "provenance": provenance()}
         summary = write_samples(out, rows, config.filter, record)

@@ -40,6 +40,11 @@ import torch
 from selfdistill.config import provenance, to_dict
 from selfdistill.distributions import decoded
 from selfdistill.files import atomic_write_text
+from selfdistill.generation import Truncation
+
+
+def _parts(t: Truncation) -> tuple[int, float, float]:
+    return t.top_k, t.top_p, t.min_p
 
 
 @dataclass
@@ -55,12 +60,10 @@ class ToyConfig:
     lock_tail_size: int = field(default=200, metadata={"help": "distractor tokens at a lock"})
     tail_decay: float = field(default=1.0, metadata={"help": "Zipf exponent of distractor tails"})
     t_train: float = field(default=1.6, metadata={"help": "SSD sampling temperature"})
-    train_top_k: int = field(default=20, metadata={"help": "SSD sampling top-k (0 = off)"})
-    train_top_p: float = field(default=0.8, metadata={"help": "SSD sampling top-p (1.0 = off)"})
-    train_min_p: float = field(default=0.0, metadata={"help": "SSD sampling min-p (0.0 = off)"})
-    eval_top_k: int = field(default=0, metadata={"help": "evaluation top-k of both models (0 = off)"})
-    eval_top_p: float = field(default=0.95, metadata={"help": "evaluation top-p of both models (1.0 = off)"})
-    eval_min_p: float = field(default=0.0, metadata={"help": "evaluation min-p of both models (0.0 = off)"})
+    train_truncation: Truncation = field(default_factory=lambda: Truncation(top_k=20, top_p=0.8, min_p=0.0),
+                                         metadata={"help": "SSD sampling truncation (top_k, top_p, min_p)"})
+    eval_truncation: Truncation = field(default_factory=lambda: Truncation(top_k=0, top_p=0.95, min_p=0.0),
+                                        metadata={"help": "evaluation truncation of both models"})
     t_eval: list[float] = field(default_factory=lambda: [round(0.1 * i, 2) for i in range(0, 31)],
                                 metadata={"help": "evaluation temperatures"})
     k: list[int] = field(default_factory=lambda: [1, 5, 10], metadata={"help": "pass@k values"})
@@ -111,8 +114,8 @@ def pass_curves(fork: torch.Tensor, lock: torch.Tensor, prior: torch.Tensor, con
     (log-probabilities; -inf where the model gives no mass), decoded with the eval truncation."""
     curves: dict[str, list[float]] = {f"pass@{k}": [] for k in config.k}
     for t in config.t_eval:
-        qf = _decode(fork, t, config.eval_top_k, config.eval_top_p, config.eval_min_p)
-        ql = _decode(lock, t, config.eval_top_k, config.eval_top_p, config.eval_min_p)
+        qf = _decode(fork, t, *_parts(config.eval_truncation))
+        ql = _decode(lock, t, *_parts(config.eval_truncation))
         s = qf[: len(prior)] * ql[0] ** config.locks  # success of one sample, per right branch
         for k in config.k:
             curves[f"pass@{k}"].append(float((prior * (1 - (1 - s) ** k)).sum()))
@@ -125,8 +128,8 @@ def run_toy(config: ToyConfig) -> dict[str, Any]:
     prior = torch.tensor(config.fork_probs, dtype=torch.float64)
     prior = prior / prior.sum()
     # SSD's fixed point: the base model's sampling distribution at T_train, refit exactly
-    ssd_fork = _decode(fork, config.t_train, config.train_top_k, config.train_top_p, config.train_min_p).log()
-    ssd_lock = _decode(lock, config.t_train, config.train_top_k, config.train_top_p, config.train_min_p).log()
+    ssd_fork = _decode(fork, config.t_train, *_parts(config.train_truncation)).log()
+    ssd_lock = _decode(lock, config.t_train, *_parts(config.train_truncation)).log()
     models = {"base": pass_curves(fork, lock, prior, config),
               "ssd": pass_curves(ssd_fork, ssd_lock, prior, config)}
     best: dict[str, dict[str, Any]] = {}
@@ -169,8 +172,9 @@ def plot(result: dict[str, Any], stem: Path) -> list[Path]:
     axes[0][0].set_ylabel("success probability")
     axes[0][0].legend()
     c = result["config"]
-    fig.suptitle(f"toy: T_train {c['t_train']}, sampling top-k {c['train_top_k'] or 'off'} / top-p "
-                 f"{c['train_top_p']}; eval top-k {c['eval_top_k'] or 'off'} / top-p {c['eval_top_p']}",
+    tt, te = c["train_truncation"], c["eval_truncation"]
+    fig.suptitle(f"toy: T_train {c['t_train']}, sampling top-k {tt['top_k'] or 'off'} / top-p "
+                 f"{tt['top_p']}; eval top-k {te['top_k'] or 'off'} / top-p {te['top_p']}",
                  fontsize=9)
     return save(fig, stem)
 

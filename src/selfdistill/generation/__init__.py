@@ -28,26 +28,45 @@ TRANSFORM_ORDER = ("temperature", "top_k", "top_p", "min_p")
 
 
 @dataclass
-class DecodingConfig:
-    """Every decoding parameter, explicit. top_k 0, top_p 1.0 and min_p 0.0 mean 'off'."""
+class Truncation:
+    """The truncation of a sampler, the one definition every stage shares (decoding,
+    sweeps, `analyze`, `toy`), validated here only. top_k 0, top_p 1.0 and min_p 0.0 mean
+    'off'; they apply after the temperature, in TRANSFORM_ORDER."""
 
-    temperature: float = field(metadata={"help": "sampling temperature (0 = greedy)"})
     top_k: int = field(metadata={"help": "keep the k most likely tokens (0 = off)"})
     top_p: float = field(metadata={"help": "nucleus mass (1.0 = off)"})
     min_p: float = field(metadata={"help": "min-p relative threshold (0.0 = off)"})
-    max_tokens: int = field(metadata={"help": "maximum new tokens per response"})
-    n: int = field(metadata={"help": "responses per problem"})
-    seed: int = field(metadata={"help": "base seed; item seeds derive from it"})
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
         if self.top_k < 0:
             raise ValueError("top_k must be >= 0 (0 = off)")
         if not 0 < self.top_p <= 1:
             raise ValueError("top_p must be in (0, 1]")
         if not 0 <= self.min_p < 1:
             raise ValueError("min_p must be in [0, 1)")
+
+    def truncation(self) -> Truncation:
+        """Only the truncation (of a subclass that adds temperature, n, ...)."""
+        return Truncation(self.top_k, self.top_p, self.min_p)
+
+    def describe(self) -> str:
+        return f"top-k {self.top_k or 'off'}, top-p {self.top_p:g}, min-p {self.min_p or 'off'}"
+
+
+@dataclass
+class DecodingConfig(Truncation):
+    """Every decoding parameter, explicit: the truncation, the temperature, the length,
+    how many responses and the seed."""
+
+    temperature: float = field(metadata={"help": "sampling temperature (0 = greedy)"})
+    max_tokens: int = field(metadata={"help": "maximum new tokens per response"})
+    n: int = field(metadata={"help": "responses per problem"})
+    seed: int = field(metadata={"help": "base seed; item seeds derive from it"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
         if self.max_tokens <= 0 or self.n <= 0:
             raise ValueError("max_tokens and n must be positive")
 
