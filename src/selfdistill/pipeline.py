@@ -40,7 +40,14 @@ from selfdistill.layout import DERIVED, GRIDS, STAGES, RunConfig
 from selfdistill.report import ReportConfig, report, report_key
 from selfdistill.sampling import format_summary, sample
 from selfdistill.sampling import stage_key as sample_key
-from selfdistill.sweep import cells_freshness, compare, compare_key, evaluate_cells, grid_title
+from selfdistill.sweep import (
+    cell_states,
+    cells_freshness,
+    compare,
+    compare_key,
+    evaluate_cells,
+    grid_summary,
+)
 from selfdistill.training import stage_key as train_key
 from selfdistill.training import train
 
@@ -118,14 +125,10 @@ def _remove_stale(config: RunConfig, name: str) -> None:
     if name not in GRIDS:
         shutil.rmtree(config.stage_dir(name))
         return
-    from selfdistill.evaluation import load_eval_problems
-    from selfdistill.evaluation import stage_key as eval_key
-
     cells = config.eval_cells(name)
-    pset = load_eval_problems(next(iter(cells.values())))
-    for cell in cells.values():
-        if records.freshness(Path(cell.out), eval_key(cell, pset)).state == "stale":
-            shutil.rmtree(cell.out)
+    for t, state in cell_states(cells).items():
+        if state.state == "stale":
+            shutil.rmtree(cells[t].out)
 
 
 def _write_configs(config: RunConfig, overrides: list[str]) -> None:
@@ -217,7 +220,7 @@ def _run_stage(config: RunConfig, name: str, engines: _Engines) -> None:
     elif name == "compare":
         engines.close()
         title = (f"{config.eval_problems}{f' (first {config.eval_limit})' if config.eval_limit else ''}; base: "
-                 f"{grid_title('', config.base_eval)[2:]}; SSD: {grid_title('', config.ssd_eval)[2:]}")
+                 f"{grid_summary(config.base_eval)}; SSD: {grid_summary(config.ssd_eval)}")
         record = compare(config.stage_dir("compare"), cell_dirs(config),
                          {"base": config.base_eval.n, "ssd": config.ssd_eval.n}, compare_settings(config),
                          title, {"base": config.model, "ssd": config.model_of("ssd_eval")})

@@ -74,8 +74,12 @@ class EvalGrid(Truncation):
                               max_tokens=self.max_tokens, n=1 if t == 0 else self.n, seed=self.seed)
 
 
+def grid_summary(grid: EvalGrid) -> str:
+    return f"{grid.describe()}, n={grid.n} (greedy once), max_tokens {grid.max_tokens}"
+
+
 def grid_title(problems: str, grid: EvalGrid) -> str:
-    return f"{problems}: {grid.describe()}, n={grid.n} (greedy once), max_tokens {grid.max_tokens}"
+    return f"{problems}: {grid_summary(grid)}"
 
 
 def cell_dir(out: Path, t: float) -> Path:
@@ -90,8 +94,8 @@ def cell_configs(grid: EvalGrid, model: str, problems: str, out: Path, *, engine
             for t in grid.t_eval}
 
 
-def cells_freshness(cells: dict[float, EvalConfig]) -> records.Freshness:
-    """One state for a grid: stale if any cell is, else missing if any is, else fresh."""
+def cell_states(cells: dict[float, EvalConfig]) -> dict[float, records.Freshness]:
+    """Each cell's state; the problems are loaded only where a record needs comparing."""
     from selfdistill.evaluation import load_eval_problems, stage_key
 
     loaded: list[Any] = []
@@ -101,7 +105,12 @@ def cells_freshness(cells: dict[float, EvalConfig]) -> records.Freshness:
             loaded.append(load_eval_problems(cell))
         return stage_key(cell, loaded[0])
 
-    states = {t: records.freshness(Path(c.out), lambda c=c: key(c)) for t, c in cells.items()}
+    return {t: records.freshness(Path(c.out), lambda c=c: key(c)) for t, c in cells.items()}
+
+
+def cells_freshness(cells: dict[float, EvalConfig]) -> records.Freshness:
+    """One state for a grid: stale if any cell is, else missing if any is, else fresh."""
+    states = cell_states(cells)
     for wanted in ("stale", "missing"):
         bad = {t: s for t, s in states.items() if s.state == wanted}
         if bad:
