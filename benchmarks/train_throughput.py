@@ -1,26 +1,38 @@
-"""Training throughput: `selfdistill train` against a bare TRL `SFTTrainer` script on the
-same data and settings, in one run.
+"""Training throughput at the real size: `selfdistill train` against a bare TRL `SFTTrainer`
+script, padded and unpadded, full fine-tuning and LoRA, against the CPU's own matmul ceiling.
 
-    .venv/bin/python benchmarks/train_throughput.py [--model smollm2-135m] [--steps 6] \
-        [--data FILE] [--out docs/benchmarks.md]
+    .venv/bin/python benchmarks/train_throughput.py [--model qwen2.5-coder-0.5b] \
+        [--methods full,lora] [--rows 4] [--steps 1] [--rounds 2] [--out docs/benchmarks.md]
 
-Both run in their own fresh process, alternating (ABBA over --rounds), on the same samples (default:
-benchmarks/data/train_samples.jsonl, 32 prompt/response rows; or a `sample` stage's
-samples.jsonl) with the same model files, optimiser, schedule, batch, sequence length and
-number format:
-  selfdistill   `selfdistill.cli train ...` (what users run: settings pinned, checkpoints,
-                the merged model, loss curve and provenance written)
-  bare TRL      the script a user would write: the same Hugging Face model directory,
-                `SFTConfig` with the same values, `SFTTrainer(...).train()`, `save_model`
-Reported per run: response+prompt tokens trained per second of `train()` (TRL's own
-num_tokens over its train_runtime), wall time of the whole process, and the peak resident
-memory of the process (ru_maxrss). Writes the table between the train-throughput markers.
+Data: the first --rows of benchmarks/data/train_samples.jsonl (real SSD samples of the
+embedded default on leetcode prompts at T_train 1.6, prompts of 270-1,015 tokens), one
+epoch of them (--rows = --steps x --batch), so every trainer sees the same sequences and the
+work is known exactly. Trainers, each in its own fresh process, in ABBA order over --rounds:
+  bare TRL          the script a user would write: `SFTConfig` with the same values (batch
+                    --batch per forward pass, padded to the longest), `SFTTrainer(...).train()`
+  selfdistill padded     `selfdistill train --per-device-batch-size BATCH --lm-head-positions trl`
+                    (what it ran before: the same work as bare TRL plus its own records)
+  selfdistill            `selfdistill train` with its defaults: one sequence per forward pass
+                    (nothing padded), the LM head and loss at response positions only
+  selfdistill + checkpointing    the same with gradient checkpointing (its time and memory)
+All use the same model files, optimiser, schedule, global batch, sequence limit and number
+format. Reported per trainer: real (non-pad) tokens per second of `train()` (TRL's num_tokens,
+the attention mask's sum, over train_runtime), the spread over rounds, peak RSS of the
+process (wait4), the loss per step, and the fraction of the CPU's measured bf16 (or fp32)
+matmul rate that the useful work reaches. Useful work: 6 FLOPs per parameter per token for
+full fine-tuning (forward, input and weight gradients), 4 for LoRA (no weight gradients of
+frozen layers), over the decoder's linear layers for every real token and over the LM head
+for every response token only (its prompt positions carry no loss); attention's own FLOPs
+are left out, so the fraction is a slight underestimate. Writes the table between the
+train-throughput markers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +50,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
-model_dir, data, out, steps, batch, seq, bf16, lr, min_lr = sys.argv[1:10]
+model_dir, data, out, steps, batch, seq, bf16, lr, min_lr, method = sys.argv[1:11]
 rows = []
 for line in open(data):
     r = json.loads(line)
@@ -51,19 +63,40 @@ args = SFTConfig(output_dir=out, max_steps=int(steps), per_device_train_batch_si
                  max_length=int(seq), completion_only_loss=True, bf16=bf16 == "true", use_cpu=True,
                  gradient_checkpointing=False, save_strategy="no", logging_steps=1, seed=0, report_to="none",
                  disable_tqdm=True)
-trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+peft_config = None
+if method == "lora":
+    from peft import LoraConfig
+    peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                     peft_config=peft_config)
 result = trainer.train()
-trainer.save_model(out + "/model")
 logs = [h for h in trainer.state.log_history if "num_tokens" in h]
 print("RESULT " + json.dumps({"train_runtime": result.metrics["train_runtime"], "num_tokens": logs[-1]["num_tokens"],
                               "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h]}))
 '''
 
+MATMUL = r'''
+import json, time, torch
+rates = {}
+for name, dtype in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = max(best, 10 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
+    rates[name] = best
+print("RESULT " + json.dumps({"threads": torch.get_num_threads(), **rates}))
+'''
+
+TRAINERS = ("bare TRL", "selfdistill padded", "selfdistill", "selfdistill + checkpointing")
+
 
 def _run(cmd: list[str]) -> tuple[float, float, str]:
     """Wall seconds, peak RSS in MiB of this child alone (wait4), and its stdout."""
-    import os
-
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
@@ -78,12 +111,41 @@ def _run(cmd: list[str]) -> tuple[float, float, str]:
     return wall, usage.ru_maxrss / 1024, stdout
 
 
+def _result(stdout: str) -> dict:
+    return json.loads(stdout.split("RESULT ", 1)[1].splitlines()[0])
+
+
+def useful_flops(model_dir: str, data: Path, seq: int, method: str) -> tuple[float, int, int]:
+    """FLOPs of one epoch over `data` (see the module docstring), real tokens, response tokens."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    head = model.get_output_embeddings()
+    body = sum(m.weight.numel() for m in model.modules()
+               if isinstance(m, torch.nn.Linear) and m is not head)
+    tokens = response = 0
+    for line in data.read_text().splitlines():
+        row = json.loads(line)
+        prompt = len(tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True))
+        whole = len(tok.apply_chat_template(
+            row["prompt"] + [{"role": "assistant", "content": row["completion"]}], tokenize=True))
+        whole = min(whole, seq)
+        tokens += whole
+        response += max(0, whole - prompt)
+    per_param = 6 if method == "full" else 4
+    return per_param * (body * tokens + head.weight.numel() * response), tokens, response
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--model", default="qwen2.5-coder-0.5b")
     p.add_argument("--data", default=str(HERE / "data" / "train_samples.jsonl"))
-    p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--methods", default="full,lora")
+    p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--batch", type=int, default=4, help="sequences per optimiser step")
     p.add_argument("--seq", type=int, default=1024)
     p.add_argument("--bf16", choices=["auto", "true", "false"], default="auto")
     p.add_argument("--rounds", type=int, default=2, help="runs per trainer, in ABBA order")
@@ -99,50 +161,75 @@ def main() -> None:
     bf16 = resolve_bf16(args.bf16 if args.bf16 == "auto" else args.bf16 == "true")[0]
     flag = "true" if bf16 else "false"
     lr, min_lr = "1e-5", "1e-6"
-    def bare_run(tmp: str) -> tuple:
-        wall, rss, out = _run([sys.executable, "-c", BARE_TRL, model_dir, args.data, f"{tmp}/bare", str(args.steps),
-                               str(args.batch), str(args.seq), flag, lr, min_lr])
-        bare = json.loads(out.split("RESULT ", 1)[1])
-        return bare["num_tokens"] / bare["train_runtime"], bare["train_runtime"], wall, rss, bare["losses"]
+    rows = args.steps * args.batch
+    tmpdir = tempfile.mkdtemp(prefix="train-throughput-")
+    data = Path(tmpdir) / "rows.jsonl"  # exactly one epoch
+    lines = Path(args.data).read_text().splitlines()[:rows]
+    if len(lines) < rows:
+        sys.exit(f"{args.data}: {len(lines)} rows, need --steps x --batch = {rows}")
+    data.write_text("\n".join(lines) + "\n")
 
-    def ours_run(tmp: str) -> tuple:
+    matmul = _result(_run([sys.executable, "-c", MATMUL])[2])
+    peak = matmul["bfloat16" if bf16 else "float32"]
+    print(f"matmul: bf16 {matmul['bfloat16']:.0f}, fp32 {matmul['float32']:.0f} GFLOP/s", flush=True)
+
+    def run(trainer: str, method: str, tmp: str) -> dict:
+        if trainer == "bare TRL":
+            wall, rss, out = _run([sys.executable, "-c", BARE_TRL, model_dir, str(data), f"{tmp}/bare",
+                                   str(args.steps), str(args.batch), str(args.seq), flag, lr, min_lr, method])
+            r = _result(out)
+            return {"tokens": r["num_tokens"], "runtime": r["train_runtime"], "wall": wall, "rss": rss,
+                    "losses": r["losses"]}
+        per_device = args.batch if trainer == "selfdistill padded" else 1
+        head = "trl" if trainer == "selfdistill padded" else "auto"
         wall, rss, _ = _run([sys.executable, "-m", "selfdistill.cli", "train", "--model", model_dir, "--data",
-                             args.data, "--out", f"{tmp}/sd", "--method", "full", "--max-steps", str(args.steps),
-                             "--global-batch-size", str(args.batch), "--per-device-batch-size", str(args.batch),
-                             "--max-seq-length", str(args.seq), "--learning-rate", lr, "--min-learning-rate", min_lr,
-                             "--bf16", flag, "--gradient-checkpointing", "false", "--save-steps",
-                             str(args.steps + 1), "--no-progress"])
+                             str(data), "--out", f"{tmp}/sd", "--method", method, "--max-steps", str(args.steps),
+                             "--global-batch-size", str(args.batch), "--per-device-batch-size", str(per_device),
+                             "--lm-head-positions", head, "--max-seq-length", str(args.seq),
+                             "--learning-rate", lr, "--min-learning-rate", min_lr, "--warmup-steps", "0",
+                             "--lora-r", "16", "--lora-alpha", "32", "--lora-dropout", "0",
+                             "--bf16", flag, "--gradient-checkpointing", str(trainer.endswith("checkpointing")).lower(),
+                             "--save-steps",
+                             str(args.steps + 1), "--seed", "0", "--no-progress"])
         history = json.loads(Path(f"{tmp}/sd/loss.json").read_text())
-        runtime = json.loads(Path(f"{tmp}/sd/train_config.json").read_text())["train_metrics"]["train_runtime"]
-        return history[-1]["num_tokens"] / runtime, runtime, wall, rss, [h["loss"] for h in history]
+        metrics = json.loads(Path(f"{tmp}/sd/train_config.json").read_text())["train_metrics"]
+        return {"tokens": history[-1]["num_tokens"], "runtime": metrics["train_runtime"], "wall": wall,
+                "rss": rss, "losses": [h["loss"] for h in history]}
 
-    # ABBA order over the rounds, so that a machine getting slower or faster favours neither
-    runs: dict[str, list[tuple]] = {"bare TRL SFTTrainer": [], "selfdistill train": []}
-    order = []
-    for r in range(args.rounds):
-        order += ["bare TRL SFTTrainer", "selfdistill train"][:: 1 if r % 2 == 0 else -1]
-    for name in order:
-        with tempfile.TemporaryDirectory() as tmp:
-            runs[name].append((bare_run if name.startswith("bare") else ours_run)(tmp))
-            print(f"{name}: {runs[name][-1][0]:.1f} tokens/s", flush=True)
-    # per trainer: the run with the median tokens/s (the faster of two)
-    results = {n: sorted(v, key=lambda x: x[0])[len(v) // 2] for n, v in runs.items()}
-    ratio = results["selfdistill train"][0] / results["bare TRL SFTTrainer"][0]
-    lines = [f"`benchmarks/train_throughput.py --model {args.model} --steps {args.steps}` on {cpu_name()} "
-             f"({'bf16' if bf16 else 'fp32'}, full fine-tuning, batch {args.batch}, sequences up to {args.seq} "
-             f"tokens, {Path(args.data).name}), {args.rounds} runs each in ABBA order in one run; per trainer "
-             f"the median run (tokens/s of every run: "
-             + "; ".join(f"{n} " + ", ".join(f"{x[0]:.0f}" for x in v) for n, v in runs.items()) + "):", "",
-             "| trainer | tokens/s in train() | train() s | process wall s | peak RSS MiB | loss per step |",
-             "|---|---|---|---|---|---|"]
-    ours, bare_losses = results["selfdistill train"][4], results["bare TRL SFTTrainer"][4]
-    gap = max(abs(a - b) / abs(b) for a, b in zip(ours, bare_losses))
-    for name, (tps, runtime, wall, rss, losses) in results.items():
-        lines.append(f"| {name} | {tps:.0f} | {runtime:.1f} | {wall:.1f} | {rss:.0f} | "
-                     f"{', '.join(f'{x:.4f}' for x in losses)} |")
-    lines += ["", f"selfdistill / bare TRL tokens per second: **{ratio:.2f}x**; the loss curves differ by at most "
-              f"{100 * gap:.2f}% per step."]
-    print(write_block(Path(args.out), "train-throughput", "Training throughput", lines))
+    table = [f"`benchmarks/train_throughput.py {' '.join(sys.argv[1:])}` on {cpu_name()} ({os.cpu_count()} cores, "
+             f"{time.strftime('%Y-%m-%d')}; {'bf16 autocast' if bf16 else 'fp32'}; {args.model}; one epoch of the "
+             f"first {rows} rows of {Path(args.data).name}: {args.steps} optimiser step(s) of {args.batch} sequences "
+             f"up to {args.seq} tokens); matmul ceiling measured in the same run: bf16 {matmul['bfloat16']:.0f}, "
+             f"fp32 {matmul['float32']:.0f} GFLOP/s (2048x2048, {matmul['threads']} threads). Each trainer ran "
+             f"{args.rounds} times in ABBA order, each time in a fresh process; tokens/s is the median run "
+             "(every run in brackets).", "",
+             "| method | trainer | real tokens/s [runs] | vs bare TRL | of the FLOP ceiling | train() s | peak RSS MiB "
+             "| loss per step |", "|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for method in args.methods.split(","):
+        flops, tokens, response = useful_flops(model_dir, data, args.seq, method)
+        runs: dict[str, list[dict]] = {t: [] for t in TRAINERS}
+        for r in range(args.rounds):
+            for trainer in TRAINERS[:: 1 if r % 2 == 0 else -1]:
+                with tempfile.TemporaryDirectory() as tmp:
+                    runs[trainer].append(run(trainer, method, tmp))
+                last = runs[trainer][-1]
+                print(f"{method} {trainer}: {last['tokens'] / last['runtime']:.1f} tokens/s "
+                      f"({last['tokens']:.0f} tokens, {last['runtime']:.1f} s)", flush=True)
+        rate = {t: statistics.median(x["tokens"] / x["runtime"] for x in v) for t, v in runs.items()}
+        for trainer, results in runs.items():
+            rates = [x["tokens"] / x["runtime"] for x in results]
+            mid = sorted(results, key=lambda x: x["tokens"] / x["runtime"])[len(results) // 2]
+            fraction = flops / mid["runtime"] / 1e9 / peak
+            table.append(
+                f"| {method} | {trainer} | **{rate[trainer]:.1f}** [{', '.join(f'{x:.1f}' for x in rates)}] | "
+                f"{rate[trainer] / rate['bare TRL']:.2f}x | {100 * fraction:.0f}% | {mid['runtime']:.1f} | "
+                f"{mid['rss']:.0f} | {', '.join(f'{x:.4f}' for x in mid['losses'])} |")
+        print(table[-3:], flush=True)
+        notes.append(f"{method}: {tokens} real tokens, {response} of them response tokens, useful work "
+                     f"{flops / 1e12:.2f} TFLOP")
+    table[0] += " Per epoch: " + "; ".join(notes) + "."
+    print(write_block(Path(args.out), "train-throughput", "Training throughput", table))
 
 
 if __name__ == "__main__":

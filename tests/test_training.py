@@ -239,3 +239,54 @@ def test_shipped_accelerate_configs_parse_and_keep_the_global_batch():
     assert zero3.deepspeed_config["zero_stage"] == 3
     fsdp = load_config_from_file(str(root / "fsdp.yaml"))
     assert fsdp.fsdp_config["fsdp_version"] == 2 and fsdp.fsdp_config["fsdp_reshard_after_forward"] is True
+
+
+def test_response_positions_give_the_padded_batchs_losses_and_gradients(tmp_path, tiny_model_dir):
+    """The fastest exact CPU setting (one sequence per forward pass, the LM head only at
+    response positions) against the padded batch of four: the same per-token losses and,
+    accumulated over the four sequences, the same gradients, equal to TRL's own fused loss
+    on the padded batch too. Prompts and responses of different lengths, so the padded
+    batch really pads and a response position is not at the same index in every row."""
+    rows = [{"prompt": [{"role": "user", "content": "Write a program. " * (1 + 3 * i)}],
+             "completion": "```python\n" + "print(1)\n" * (1 + 4 * (3 - i)) + "```"} for i in range(4)]
+    data = tmp_path / "lengths.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def grads(trainer):
+        return {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+
+    padded = build_trainer(config(tmp_path, tiny_model_dir, data=str(data), per_device_batch_size=4,
+                                  lm_head_positions="trl"))
+    batch = padded.data_collator([padded.train_dataset[i] for i in range(4)])
+    assert (batch["attention_mask"] == 0).any()  # the batch really is padded
+    model = padded.model
+    # reference per-token log-probs: a plain full forward pass over the padded batch
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    full = torch.log_softmax(logits[:, :-1].float(), -1)
+    reference = [full[r][labels[r] != -100].gather(-1, labels[r][labels[r] != -100, None]).squeeze(-1)
+                 for r in range(4)]
+    total = int((labels != -100).sum())
+    padded.compute_loss(model, batch).backward()  # TRL's fused head, mean over the batch's tokens
+    trl_grads = grads(padded)
+    model.zero_grad()
+    (-torch.cat(reference).sum() / total).backward()
+    plain_grads = grads(padded)
+
+    ours = build_trainer(config(tmp_path, tiny_model_dir, data=str(data), per_device_batch_size=1,
+                                lm_head_positions="auto"))
+    assert ours.lm_head_positions == "response"
+    ours.model.train()
+    for r in range(4):
+        one = ours.data_collator([ours.train_dataset[r]])
+        assert "attention_mask" not in one or bool(one["attention_mask"].all())  # nothing padded
+        from selfdistill.training import response_token_logprobs
+
+        logprobs, _, _ = response_token_logprobs(ours.model, one)
+        torch.testing.assert_close(logprobs, reference[r].detach(), rtol=1e-5, atol=1e-6)
+        ours.compute_loss(ours.model, one, num_items_in_batch=total).backward()
+    accumulated = grads(ours)
+    assert set(accumulated) == set(plain_grads) == set(trl_grads) and accumulated
+    for name, g in plain_grads.items():
+        torch.testing.assert_close(accumulated[name], g, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(trl_grads[name], g, rtol=1e-4, atol=1e-7)

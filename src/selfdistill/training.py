@@ -49,7 +49,9 @@ class TrainConfig:
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
     max_steps: int = field(default=100, metadata={"help": "optimiser steps"})
     global_batch_size: int = field(default=32, metadata={"help": "sequences per optimiser step"})
-    per_device_batch_size: int = field(default=4, metadata={"help": "sequences per forward pass"})
+    per_device_batch_size: int = field(default=1, metadata={
+        "help": "sequences per forward pass; 1 leaves no padding to compute (the fastest exact setting on CPU, "
+                "docs/training.md), more fills a GPU"})
     max_seq_length: int = field(default=2048, metadata={"help": "longer examples are truncated"})
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay"})
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
@@ -66,6 +68,10 @@ class TrainConfig:
         "help": "batches without padding, sequences kept apart by position ids (needs flash attention: GPUs)"})
     packing: bool = field(default=False, metadata={
         "help": "pack several responses per sequence up to max_seq_length (TRL's best-fit decreasing)"})
+    lm_head_positions: str = field(default="auto", metadata={
+        "help": "where the LM head and the loss are computed: response (only at positions that carry a label, "
+                "selfdistill's loss), trl (TRL's fused LM head: every position on CPU, response positions through "
+                "its Triton kernel on GPUs), auto (response on CPU, trl on GPUs)"})
     gradient_checkpointing: bool = field(default=True, metadata={"help": "trade compute for memory"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (for resume)"})
     seed: int = field(default=0, metadata={"help": "data order and init seed"})
@@ -83,6 +89,8 @@ class TrainConfig:
             raise ValueError("bf16 must be auto, true or false")
         if self.load_dtype not in ("float32", "bfloat16", "auto"):
             raise ValueError("load_dtype must be float32, bfloat16 or auto")
+        if self.lm_head_positions not in ("auto", "response", "trl"):
+            raise ValueError("lm_head_positions must be auto, response or trl")
         if self.min_learning_rate > self.learning_rate:
             raise ValueError("min_learning_rate must not exceed learning_rate")
 
@@ -105,6 +113,81 @@ def resolve_bf16(bf16: bool | str) -> tuple[bool, str]:
         return bool(bf16), "set explicitly"
     dtype, why = resolve_dtype("auto")
     return dtype == "bfloat16", why
+
+
+def resolve_lm_head_positions(config: TrainConfig) -> tuple[str, str]:
+    """Where the LM head runs, and why (recorded in train_config.json)."""
+    import torch
+
+    if config.lm_head_positions != "auto":
+        return config.lm_head_positions, "set explicitly"
+    if torch.cuda.is_available():
+        return "trl", "auto: GPU (TRL's Triton kernel scores response positions without materialising logits)"
+    return "response", "auto: CPU (TRL's fused head would score every prompt position too)"
+
+
+def response_token_logprobs(model: Any, inputs: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """log p(label) of every labelled token, with the LM head run only at the positions
+    that predict one (in a batch: the positions where any row has a label), so no prompt
+    position pays for a vocabulary-sized projection. Returns (log-probs [M], the logits at
+    those positions [M, V] detached, the labels [M]), M = tokens carrying loss. Exact: the
+    same numbers as a full forward pass's log-softmax at the labelled positions (tested)."""
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    shifted = labels[:, 1:]  # position i predicts token i + 1
+    keep = (shifted != -100).any(0).nonzero().squeeze(-1)
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    logits = model(**model_inputs, use_cache=False, logits_to_keep=keep).logits  # [B, K, V]
+    targets = shifted[:, keep]
+    mask = targets != -100
+    picked = logits[mask].float()
+    logprobs = -F.cross_entropy(picked, targets[mask], reduction="none")
+    return logprobs, picked.detach(), targets[mask]
+
+
+def _trainer_class():
+    """TRL's SFTTrainer, with the loss computed at response positions only where the
+    config says so (`lm_head_positions`); everything else is TRL's."""
+    import torch
+    from trl import SFTTrainer
+
+    class Trainer(SFTTrainer):
+        lm_head_positions = "trl"
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.lm_head_positions != "response" or return_outputs or self.aux_loss_enabled:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            logprobs, logits, targets = response_token_logprobs(model, inputs)
+            # TRL's normalisation: the tokens of the whole accumulated global batch
+            count = logprobs.numel() if num_items_in_batch is None else num_items_in_batch
+            loss = -logprobs.sum() / torch.as_tensor(count).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+            self._log_token_metrics(inputs, logits, targets)
+            return loss
+
+        def _log_token_metrics(self, inputs, logits, targets) -> None:
+            """The metrics TRL logs beside the loss: entropy, top-1 accuracy, tokens seen."""
+            mode = "train" if self.model.training else "eval"
+            with torch.no_grad():
+                logp = torch.log_softmax(logits, -1)
+                entropy = -(logp.exp() * logp).sum(-1)
+                gather = self.accelerator.gather_for_metrics
+                valid = gather(torch.tensor(targets.numel(), device=logits.device)).sum()
+                ent = gather(entropy.sum()).sum()
+                top1 = gather((logits.argmax(-1) == targets).sum()).sum()
+            self._metrics[mode]["entropy"].append((ent / valid).item() if valid > 0 else 0.0)
+            self._metrics[mode]["mean_token_accuracy"].append((top1 / valid).item() if valid > 0 else 0.0)
+            if mode == "train":
+                if "attention_mask" in inputs:
+                    local = inputs["attention_mask"].sum()
+                else:
+                    local = torch.tensor(inputs["position_ids"].size(1), device=logits.device)
+                self._total_train_tokens += self.accelerator.gather_for_metrics(local).sum().item() // self._tp_size
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+
+    return Trainer
 
 
 def load_sft_rows(path: Path) -> list[dict[str, Any]]:
@@ -169,7 +252,7 @@ def build_trainer(config: TrainConfig):
     """An SFTTrainer ready to train; separate from `train` so tests can inspect it."""
     import torch
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from selfdistill.models import load_model, load_tokenizer, resolve_model
 
@@ -214,8 +297,10 @@ def build_trainer(config: TrainConfig):
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
                                  lora_dropout=config.lora_dropout, target_modules="all-linear",
                                  task_type="CAUSAL_LM")
-    return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                      processing_class=tokenizer, peft_config=peft_config)
+    trainer = _trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                               processing_class=tokenizer, peft_config=peft_config)
+    trainer.lm_head_positions = resolve_lm_head_positions(config)[0]
+    return trainer
 
 
 def load_dtype(config: TrainConfig) -> str:
@@ -300,6 +385,7 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
               "train_rows": len(trainer.train_dataset), "world_size": world_size(),
               "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
               "load_dtype_resolved": load_dtype(config),
+              "lm_head_positions_resolved": dict(zip(("positions", "reason"), resolve_lm_head_positions(config))),
               "train_metrics": result.metrics,  # train_runtime, samples and steps per second
               "distributed": {"deepspeed": bool(trainer.is_deepspeed_enabled), "fsdp": bool(trainer.is_fsdp_enabled),
                               "backend": dist.get_backend() if dist.is_initialized() else None},
