@@ -74,7 +74,7 @@ def server(tmp_path_factory):
 def args(url, out, *extra, limit=6, batch=2):
     return ["sample", "--backend", "openai", "--base-url", url, "--model", "smollm2",
             "--problems", "humaneval", "--limit", str(limit), "--out", str(out),
-            "--temperature", "1.0", "--top-k", "20", "--top-p", "0.9", "--min-p", "0.05",
+            "--temperature", "1.0", "--top-k", "20", "--top-p", "1.0", "--min-p", "0.05",
             "--max-tokens", "16", "--n", "1", "--seed", "3", "--batch-size", str(batch),
             "--concurrency", "1", "--no-progress", *extra]
 
@@ -90,7 +90,7 @@ def test_rows_carry_the_explicit_request_and_have_the_common_shape(server, tmp_p
     assert got[0]["sampler"]["request_fields"]["extra_body"] == {
         "top_k": 20, "min_p": 0.05, "repetition_penalty": 1.0, "skip_special_tokens": True}
     assert main(["sample", "--model", str(tiny_model_dir), "--problems", "humaneval", "--limit", "6",
-                 "--out", str(tmp_path / "t"), "--temperature", "1.0", "--top-k", "20", "--top-p", "0.9",
+                 "--out", str(tmp_path / "t"), "--temperature", "1.0", "--top-k", "20", "--top-p", "1.0",
                  "--min-p", "0.05", "--max-tokens", "16", "--n", "1", "--seed", "3", "--batch-size", "2",
                  "--no-progress"]) == 0
     ref = rows(tmp_path / "t" / "generations.jsonl")
@@ -106,6 +106,14 @@ def test_same_seeds_same_responses_and_shards_merge_to_the_unsharded_run(server,
     full = (tmp_path / "full" / "generations.jsonl").read_text()
     assert (tmp_path / "m" / "generations.jsonl").read_text() == full
     assert len({r["completion"] for r in rows(tmp_path / "full" / "generations.jsonl")}) > 1
+
+
+def test_min_p_with_top_p_is_refused_since_the_server_picks_the_order(server, tmp_path, capsys):
+    """A vLLM server applies min-p before top-p; the two do not commute."""
+    assert main(args(server.url, tmp_path / "mp", "--top-p", "0.9")) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "min-p before top-p" in err
+    assert not (tmp_path / "mp" / "generations.jsonl").exists()
 
 
 def test_api_key_comes_from_a_named_variable(server, tmp_path, capsys, monkeypatch):

@@ -45,9 +45,13 @@ def test_sampling_params_are_exactly_the_configured_ones(engine, t, k, p, m):
     sp = engine.sampling_params(d, seed=3)
     assert sp.seed == 3 and sp.n == 1 and sp.repetition_penalty == 1.0
     assert sp.presence_penalty == 0 and sp.frequency_penalty == 0
-    assert sp.top_k == (k if k and t else engine._top_k_off())
-    assert sp.top_p == (p if t else 1.0) and sp.min_p == (m if t else 0.0)
+    # vLLM's own truncation is off; selfdistill's processor gets the settings
+    assert sp.top_k == engine._top_k_off() and sp.top_p == 1.0 and sp.min_p == 0.0
+    truncated = bool(t) and (k > 0 or p < 1.0 or m > 0.0)
+    expected = {"top_k": k, "top_p": p, "min_p": m} if truncated else None
+    assert (sp.extra_args or {}).get("selfdistill_truncation") == expected
     assert engine.llm_kwargs["generation_config"] == "vllm"
+    assert engine.llm_kwargs["logits_processors"] == ["selfdistill.generation.vllm_truncation:TruncationProcessor"]
 
 
 def test_seeds_are_per_request_not_per_batch(engine):
@@ -94,6 +98,39 @@ def test_top_k_off_samples_beyond_rank_50_and_top_k_50_does_not(engine):
     on = ranks(engine, dec(1.5, 50, 1.0, 0.0, max_tokens=96), range(6))
     assert sum(r >= 50 for r in off) >= 3, sorted(off)[-10:]
     assert max(on) < 50 and len(on) > 200
+
+
+def test_top_p_keeps_only_the_requested_support(engine):
+    """Every token vLLM samples at T 1.5, top-k 20, top-p 0.6 lies in the support
+    `distributions.support` gives on the same model's logits (transformers, fp32); with
+    top-k 20 alone the samples spread wider, so the check can fail."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from selfdistill.distributions import support
+    from selfdistill.prompts import render_chat
+
+    model = AutoModelForCausalLM.from_pretrained(engine.hf_dir, dtype=torch.float32).eval()
+    prompt = engine.tokenizer(render_chat(engine.tokenizer, MSGS), add_special_tokens=False)["input_ids"]
+
+    def outside(d):
+        count = total = 0
+        for g in engine.generate([MSGS] * 6, d, list(range(6))):
+            ids = torch.tensor([prompt + g.token_ids])
+            with torch.inference_mode():
+                logits = model(ids).logits[0, len(prompt) - 1 : -1] / d.temperature
+            values, order = logits.sort(-1, descending=True)
+            keep = support(values, d.top_k, d.top_p, d.min_p)
+            rank = (order == ids[0, len(prompt):, None]).float().argmax(-1)
+            count += int((~keep.gather(1, rank[:, None])).sum())
+            total += len(g.token_ids)
+        return count, total
+
+    narrow, total = outside(dec(1.5, 20, 0.6, 0.0, max_tokens=64))
+    wide, _ = outside(dec(1.5, 20, 1.0, 0.0, max_tokens=64))
+    # a token at the very edge of the support may flip between two fp32 implementations
+    assert narrow <= total // 100 and total > 150, (narrow, total)
+    assert wide > 10 * max(narrow, 1), (wide, narrow)
 
 
 def test_seeded_requests_longer_than_one_prefill_chunk(engine):

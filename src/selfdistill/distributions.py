@@ -19,26 +19,37 @@ import torch
 def decoded(sorted_logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
             min_p: float) -> torch.Tensor:
     """Probabilities (same shape, same sorted order) a sampler with these settings draws from."""
-    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1 or not 0 <= min_p < 1:
-        raise ValueError("temperature >= 0, top_k >= 0, 0 < top_p <= 1, 0 <= min_p < 1")
-    if temperature == 0:
+    if temperature == 0 and _valid(temperature, top_k, top_p, min_p):
         probs = torch.zeros_like(sorted_logits)
         probs[..., 0] = 1.0
         return probs
     logits = sorted_logits / temperature
-    vocab = logits.shape[-1]
-    keep = torch.ones_like(logits, dtype=torch.bool)
+    return torch.softmax(logits.masked_fill(~support(logits, top_k, top_p, min_p), float("-inf")), dim=-1)
+
+
+def support(sorted_logits: torch.Tensor, top_k: int, top_p: float, min_p: float) -> torch.Tensor:
+    """Which tokens of rows of (temperature-scaled) logits, sorted in descending order,
+    survive top-k, then top-p, then min-p: a boolean mask of the same shape. The vLLM engine
+    applies its truncation through this function (generation/vllm_truncation.py)."""
+    _valid(1.0, top_k, top_p, min_p)
+    vocab = sorted_logits.shape[-1]
+    keep = torch.ones_like(sorted_logits, dtype=torch.bool)
     if 0 < top_k < vocab:
         keep[..., top_k:] = False
-    probs = torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
     if top_p < 1.0:
+        probs = torch.softmax(sorted_logits.masked_fill(~keep, float("-inf")), dim=-1)
         before = torch.cumsum(probs, dim=-1) - probs  # mass strictly ahead of each token
         keep &= before < top_p
-        probs = torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
     if min_p > 0.0:
-        keep &= probs >= min_p * probs[..., :1]
-        probs = torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
-    return probs
+        # p_i >= min_p * p_max, whatever the normalisation: a bound on the logit
+        keep &= sorted_logits >= sorted_logits[..., :1] + torch.log(torch.tensor(min_p))
+    return keep
+
+
+def _valid(temperature: float, top_k: int, top_p: float, min_p: float) -> bool:
+    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1 or not 0 <= min_p < 1:
+        raise ValueError("temperature >= 0, top_k >= 0, 0 < top_p <= 1, 0 <= min_p < 1")
+    return True
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

@@ -79,6 +79,12 @@ class OpenAIBackend:
         }
 
     def effective_sampler(self, decoding: DecodingConfig) -> dict[str, Any]:
+        if not decoding.greedy and decoding.min_p > 0.0 and decoding.top_p < 1.0:
+            # min-p does not commute with top-p, and a server applies its own order
+            raise SelfdistillError(
+                "backend openai: min_p > 0 with top_p < 1 is refused: the server applies its own order "
+                "(a vLLM server applies min-p before top-p, not temperature, top-k, top-p, min-p); "
+                "use --backend vllm or transformers, or turn one of them off")
         fields = self.request_fields(decoding, seed=0)
         fields.pop("seed")
         return {"engine": "openai", "transforms": decoding.active_transforms(),

@@ -7,7 +7,10 @@ exactly the tokens transformers would. The model's `generation_config.json` is n
 applied (`generation_config="vllm"`), and every sampling field is passed explicitly
 (penalties neutral, top-k off as 0 or -1 as this vLLM version wants), so the sampler is
 the configured one and nothing else; `effective_sampler` reads it back off the
-`SamplingParams` vLLM receives. The n responses of a problem share their prompt through
+`SamplingParams` vLLM receives. Top-k, top-p and min-p are applied by selfdistill's logits
+processor (vllm_truncation.py) in the order temperature, top-k, top-p, min-p, with vLLM's
+own switched off: vLLM v1 would apply min-p first, and on CPU it sorts the whole vocabulary
+for top-p at every step. The n responses of a problem share their prompt through
 vLLM's prefix cache. GGUF models (the bundled ones) are first materialised once as a
 safetensors directory (`models.materialize_hf`), since vLLM's CPU build cannot load GGUF.
 On CPU the worker is bound to every core and the KV cache sized to the machine unless the
@@ -54,6 +57,8 @@ class VLLMBackend:
         try:
             import torch
             import vllm
+
+            from selfdistill.generation import vllm_truncation as truncation
         except ImportError as e:
             raise SelfdistillError(
                 f"backend vllm needs vLLM ({e}); install it with SELFDISTILL_VLLM=1 bash "
@@ -69,6 +74,7 @@ class VLLMBackend:
         kwargs: dict[str, Any] = {
             "model": str(self.hf_dir), "tokenizer": str(self.hf_dir), "dtype": self.dtype,
             "seed": 0, "generation_config": "vllm", "enable_prefix_caching": True,
+            "logits_processors": [truncation.FQCN],  # vLLM loads it by name
             "tensor_parallel_size": engine.tensor_parallel_size,
             "enforce_eager": engine.enforce_eager,
         }
@@ -99,15 +105,21 @@ class VLLMBackend:
         return int(self._hf_json("config.json").get("max_position_embeddings") or 4096)
 
     def sampling_params(self, decoding: DecodingConfig, seed: int):
+        """vLLM's own truncation off; ours, when any is on, in extra_args for the processor."""
         from vllm import SamplingParams
 
+        from selfdistill.generation.vllm_truncation import KEY
+
         greedy = decoding.greedy
+        truncate = not greedy and (decoding.top_k > 0 or decoding.top_p < 1.0 or decoding.min_p > 0.0)
         return SamplingParams(
             n=1,
             temperature=0.0 if greedy else decoding.temperature,
-            top_k=self._top_k_off() if greedy or decoding.top_k == 0 else decoding.top_k,
-            top_p=1.0 if greedy else decoding.top_p,
-            min_p=0.0 if greedy else decoding.min_p,
+            top_k=self._top_k_off(),
+            top_p=1.0,
+            min_p=0.0,
+            extra_args={KEY: {"top_k": decoding.top_k, "top_p": decoding.top_p, "min_p": decoding.min_p}}
+            if truncate else None,
             seed=seed,
             max_tokens=decoding.max_tokens,
             presence_penalty=0.0,
@@ -128,7 +140,10 @@ class VLLMBackend:
         return default if default in (0, -1) else -1
 
     def effective_sampler(self, decoding: DecodingConfig) -> dict[str, Any]:
-        """The SamplingParams vLLM receives, read back, checked against the request."""
+        """The SamplingParams vLLM receives, read back, checked against the request: vLLM
+        applies the temperature, selfdistill's processor the truncation after it."""
+        from selfdistill.generation.vllm_truncation import FQCN, ORDER, settings
+
         sp = self.sampling_params(decoding, seed=0)
         if decoding.greedy:
             transforms = [{"name": "argmax"}] if sp.temperature == 0 else []
@@ -136,20 +151,21 @@ class VLLMBackend:
             transforms = []
             if sp.temperature != 1.0:
                 transforms.append({"name": "temperature", "value": sp.temperature})
-            if sp.top_k > 0:
-                transforms.append({"name": "top_k", "value": sp.top_k})
-            if sp.top_p < 1.0:
-                transforms.append({"name": "top_p", "value": sp.top_p})
-            if sp.min_p > 0:
-                transforms.append({"name": "min_p", "value": sp.min_p})
+            truncation = settings(sp) or (0, 1.0, 0.0)
+            for name, value, off in zip(ORDER, truncation, (0, 1.0, 0.0)):
+                if value != off:
+                    transforms.append({"name": name, "value": value})
         neutral = (sp.presence_penalty == 0 and sp.frequency_penalty == 0
                    and sp.repetition_penalty == 1.0)
-        if transforms != decoding.active_transforms() or not neutral:
+        vllm_truncation_off = sp.top_k in (0, -1) and sp.top_p == 1.0 and sp.min_p == 0.0
+        if transforms != decoding.active_transforms() or not neutral or not vllm_truncation_off:
             raise SelfdistillError(f"vLLM would sample with {sp}, not {decoding.active_transforms()}")
         return {"engine": "vllm", "transforms": transforms,
+                "applied_by": {"temperature": "vLLM's sampler",
+                               "top_k, top_p, min_p": f"{FQCN} (after the temperature, in this order)"},
                 "sampling_params": {k: getattr(sp, k) for k in (
                     "temperature", "top_k", "top_p", "min_p", "presence_penalty",
-                    "frequency_penalty", "repetition_penalty", "max_tokens", "stop_token_ids")},
+                    "frequency_penalty", "repetition_penalty", "max_tokens", "stop_token_ids", "extra_args")},
                 "model_generation_config_applied": False}
 
     def describe(self) -> dict[str, Any]:
