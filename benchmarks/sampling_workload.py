@@ -103,8 +103,7 @@ def main() -> None:
 
     settings = {"cpu": cpu_name(), "cores": os.cpu_count(), "model": args.model, "problems": args.problems,
                 "n": args.n, "temperatures": args.temperatures, "top_k": args.top_k, "top_p": args.top_p,
-                "max_tokens": args.max_tokens, "max_model_len": args.max_model_len,
-                "enforce_eager": args.enforce_eager}
+                "max_tokens": args.max_tokens, "max_model_len": args.max_model_len}
     earlier = json.loads(RAW.read_text()) if RAW.exists() else {}
     rows = [r for r in earlier.get("rows", []) if earlier.get("settings") == settings and r["label"] != args.label]
     dtype, why = resolve_dtype("auto")
@@ -120,17 +119,18 @@ def main() -> None:
             sys.exit(run.stderr[-3000:])
         result = json.loads(run.stdout.split("RESULT ", 1)[1].splitlines()[0])
         rows.append({"label": args.label, "date": time.strftime("%Y-%m-%d"), "matmul_gflops": peak,
+                     "enforce_eager": args.enforce_eager,
                      "command": "benchmarks/sampling_workload.py " + " ".join(sys.argv[1:]),
                      "pythonpath": os.environ.get("PYTHONPATH", ""), **result})
         RAW.parent.mkdir(exist_ok=True)
         RAW.write_text(json.dumps({"settings": settings, "dtype_reason": why, "rows": rows}, indent=1))
     lines = [f"Measured on {settings['cpu']} ({settings['cores']} cores, {dtype}: {why}), {args.model}, "
              f"{args.problems} x n {args.n} at T {args.temperatures} (top-k {args.top_k}, top-p {args.top_p}, "
-             f"up to {args.max_tokens} tokens), vLLM engine{' (eager)' if args.enforce_eager else ''}, one "
-             "engine start and one generate call per temperature, each row in its own process "
+             f"up to {args.max_tokens} tokens), vLLM engine, one engine start and one generate call per "
+             "temperature, each row in its own process "
              "(raw numbers and commands in `benchmarks/results/sampling_workload.json`).", "",
-             "| engine code | measured | start-up s | generation s | responses | responses/s | prompt tokens/s "
-             "| generated tokens/s | of the matmul ceiling | vs first row |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| engine code | execution | measured | start-up s | generation s | responses | responses/s | prompt tokens/s "
+             "| generated tokens/s | of the matmul ceiling | vs first row |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     first = None
     for r in rows:
         seconds = sum(c["seconds"] for c in r["cells"])
@@ -140,7 +140,8 @@ def main() -> None:
         rate = responses / seconds
         first = first or rate
         share = 2 * r["parameters"] * generated / seconds / 1e9 / r["matmul_gflops"]
-        lines.append(f"| {r['label']} | {r['date']} | {r['startup_s']:.0f} | {seconds:.0f} | {responses} | "
+        execution = "eager" if r["enforce_eager"] else "compiled"
+        lines.append(f"| {r['label']} | {execution} | {r['date']} | {r['startup_s']:.0f} | {seconds:.0f} | {responses} | "
                      f"{rate:.3f} | {prompt / seconds:.0f} | {generated / seconds:.1f} | {100 * share:.0f}% | "
                      f"**{rate / first:.2f}x** |")
     print(write_block(Path(args.out), "sampling-workload", "Sampling throughput on the experiment's workload", lines))

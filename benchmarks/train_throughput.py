@@ -24,7 +24,7 @@ full fine-tuning (forward, input and weight gradients), 4 for LoRA (no weight gr
 frozen layers), over the decoder's linear layers for every real token and over the LM head
 for every response token only (its prompt positions carry no loss); attention's own FLOPs
 are left out, so the fraction is a slight underestimate. Writes the table between the
-train-throughput markers.
+train-throughput markers and every run's numbers to benchmarks/results/train_throughput.json.
 """
 
 from __future__ import annotations
@@ -129,9 +129,11 @@ def useful_flops(model_dir: str, data: Path, seq: int, method: str) -> tuple[flo
     tokens = response = 0
     for line in data.read_text().splitlines():
         row = json.loads(line)
-        prompt = len(tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True))
+        prompt = len(tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True,
+                                             return_dict=False))
         whole = len(tok.apply_chat_template(
-            row["prompt"] + [{"role": "assistant", "content": row["completion"]}], tokenize=True))
+            row["prompt"] + [{"role": "assistant", "content": row["completion"]}], tokenize=True,
+            return_dict=False))
         whole = min(whole, seq)
         tokens += whole
         response += max(0, whole - prompt)
@@ -205,7 +207,8 @@ def main() -> None:
              "(every run in brackets).", "",
              "| method | trainer | real tokens/s [runs] | vs bare TRL | of the FLOP ceiling | train() s | peak RSS MiB "
              "| loss per step |", "|---|---|---|---|---|---|---|---|"]
-    notes = []
+    notes, raw = [], {"command": "benchmarks/train_throughput.py " + " ".join(sys.argv[1:]), "cpu": cpu_name(),
+                      "date": time.strftime("%Y-%m-%d"), "matmul_gflops": matmul, "methods": {}}
     for method in args.methods.split(","):
         flops, tokens, response = useful_flops(model_dir, data, args.seq, method)
         runs: dict[str, list[dict]] = {t: [] for t in TRAINERS}
@@ -226,9 +229,12 @@ def main() -> None:
                 f"{rate[trainer] / rate['bare TRL']:.2f}x | {100 * fraction:.0f}% | {mid['runtime']:.1f} | "
                 f"{mid['rss']:.0f} | {', '.join(f'{x:.4f}' for x in mid['losses'])} |")
         print(table[-3:], flush=True)
+        raw["methods"][method] = {"useful_flops": flops, "tokens": tokens, "response_tokens": response, "runs": runs}
         notes.append(f"{method}: {tokens} real tokens, {response} of them response tokens, useful work "
                      f"{flops / 1e12:.2f} TFLOP")
     table[0] += " Per epoch: " + "; ".join(notes) + "."
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "train_throughput.json").write_text(json.dumps(raw, indent=1))
     print(write_block(Path(args.out), "train-throughput", "Training throughput", table))
 
 
