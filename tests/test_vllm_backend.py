@@ -102,8 +102,8 @@ def test_top_k_off_samples_beyond_rank_50_and_top_k_50_does_not(engine):
 
 def test_top_p_keeps_only_the_requested_support(engine):
     """Every token vLLM samples at T 1.5, top-k 20, top-p 0.6 lies in the support
-    `distributions.support` gives on the same model's logits (transformers, fp32); with
-    top-k 20 alone the samples spread wider, so the check can fail."""
+    `distributions.support` gives on the same model's logits (transformers, fp32); sampled
+    with top-p off, many fall outside that support, so the check can fail."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -113,21 +113,23 @@ def test_top_p_keeps_only_the_requested_support(engine):
     model = AutoModelForCausalLM.from_pretrained(engine.hf_dir, dtype=torch.float32).eval()
     prompt = engine.tokenizer(render_chat(engine.tokenizer, MSGS), add_special_tokens=False)["input_ids"]
 
-    def outside(d):
+    def outside(d, checked):
+        """Tokens sampled with `d` that fall outside the support of `checked`."""
         count = total = 0
         for g in engine.generate([MSGS] * 6, d, list(range(6))):
             ids = torch.tensor([prompt + g.token_ids])
             with torch.inference_mode():
                 logits = model(ids).logits[0, len(prompt) - 1 : -1] / d.temperature
             values, order = logits.sort(-1, descending=True)
-            keep = support(values, d.top_k, d.top_p, d.min_p)
+            keep = support(values, checked.top_k, checked.top_p, checked.min_p)
             rank = (order == ids[0, len(prompt):, None]).float().argmax(-1)
             count += int((~keep.gather(1, rank[:, None])).sum())
             total += len(g.token_ids)
         return count, total
 
-    narrow, total = outside(dec(1.5, 20, 0.6, 0.0, max_tokens=64))
-    wide, _ = outside(dec(1.5, 20, 1.0, 0.0, max_tokens=64))
+    requested = dec(1.5, 20, 0.6, 0.0, max_tokens=64)
+    narrow, total = outside(requested, requested)
+    wide, _ = outside(dec(1.5, 20, 1.0, 0.0, max_tokens=64), requested)  # top-p off: many outside
     # a token at the very edge of the support may flip between two fp32 implementations
     assert narrow <= total // 100 and total > 150, (narrow, total)
     assert wide > 10 * max(narrow, 1), (wide, narrow)
