@@ -32,7 +32,6 @@ RAW = HERE / "results" / "sampling_workload.json"
 
 
 def worker(args) -> dict:
-    import torch
 
     from selfdistill.generation import DecodingConfig, EngineConfig, item_seed, make_backend
     from selfdistill.problems import load_problems
@@ -54,7 +53,7 @@ def worker(args) -> dict:
                       "prompt_tokens": sum(g.prompt_tokens for g in gens),
                       "generated_tokens": sum(g.completion_tokens for g in gens),
                       "sampler": backend.effective_sampler(decoding)})
-    params = sum(p.numel() for p in torch.nn.Module.parameters(_model_shell(backend.hf_dir)))
+    params = sum(p.numel() for p in _model_shell(backend.hf_dir).parameters())
     backend.close()
     return {"startup_s": startup, "cells": cells, "parameters": params, "dtype": backend.dtype}
 

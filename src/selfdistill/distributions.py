@@ -19,19 +19,24 @@ import torch
 def decoded(sorted_logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
             min_p: float) -> torch.Tensor:
     """Probabilities (same shape, same sorted order) a sampler with these settings draws from."""
-    if temperature == 0 and _valid(temperature, top_k, top_p, min_p):
+    _check(temperature, top_k, top_p, min_p)
+    if temperature == 0:
         probs = torch.zeros_like(sorted_logits)
         probs[..., 0] = 1.0
         return probs
     logits = sorted_logits / temperature
-    return torch.softmax(logits.masked_fill(~support(logits, top_k, top_p, min_p), float("-inf")), dim=-1)
+    return torch.softmax(logits.masked_fill(~_support(logits, top_k, top_p, min_p), float("-inf")), dim=-1)
 
 
 def support(sorted_logits: torch.Tensor, top_k: int, top_p: float, min_p: float) -> torch.Tensor:
     """Which tokens of rows of (temperature-scaled) logits, sorted in descending order,
     survive top-k, then top-p, then min-p: a boolean mask of the same shape. The vLLM engine
     applies its truncation through this function (generation/vllm_truncation.py)."""
-    _valid(1.0, top_k, top_p, min_p)
+    _check(1.0, top_k, top_p, min_p)
+    return _support(sorted_logits, top_k, top_p, min_p)
+
+
+def _support(sorted_logits: torch.Tensor, top_k: int, top_p: float, min_p: float) -> torch.Tensor:
     vocab = sorted_logits.shape[-1]
     keep = torch.ones_like(sorted_logits, dtype=torch.bool)
     if 0 < top_k < vocab:
@@ -46,10 +51,9 @@ def support(sorted_logits: torch.Tensor, top_k: int, top_p: float, min_p: float)
     return keep
 
 
-def _valid(temperature: float, top_k: int, top_p: float, min_p: float) -> bool:
+def _check(temperature: float, top_k: int, top_p: float, min_p: float) -> None:
     if temperature < 0 or top_k < 0 or not 0 < top_p <= 1 or not 0 <= min_p < 1:
         raise ValueError("temperature >= 0, top_k >= 0, 0 < top_p <= 1, 0 <= min_p < 1")
-    return True
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

@@ -142,7 +142,7 @@ class VLLMBackend:
     def effective_sampler(self, decoding: DecodingConfig) -> dict[str, Any]:
         """The SamplingParams vLLM receives, read back, checked against the request: vLLM
         applies the temperature, selfdistill's processor the truncation after it."""
-        from selfdistill.generation.vllm_truncation import FQCN, ORDER, settings
+        from selfdistill.generation.vllm_truncation import FQCN, OFF, ORDER, settings
 
         sp = self.sampling_params(decoding, seed=0)
         if decoding.greedy:
@@ -151,8 +151,7 @@ class VLLMBackend:
             transforms = []
             if sp.temperature != 1.0:
                 transforms.append({"name": "temperature", "value": sp.temperature})
-            truncation = settings(sp) or (0, 1.0, 0.0)
-            for name, value, off in zip(ORDER, truncation, (0, 1.0, 0.0)):
+            for name, value, off in zip(ORDER, settings(sp) or OFF, OFF):
                 if value != off:
                     transforms.append({"name": name, "value": value})
         neutral = (sp.presence_penalty == 0 and sp.frequency_penalty == 0

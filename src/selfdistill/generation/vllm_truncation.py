@@ -21,10 +21,12 @@ import torch
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
 from selfdistill.distributions import support
+from selfdistill.generation import Truncation
 
 KEY = "selfdistill_truncation"
 FQCN = "selfdistill.generation.vllm_truncation:TruncationProcessor"
 ORDER = ("top_k", "top_p", "min_p")
+OFF = (0, 1.0, 0.0)  # each of ORDER switched off
 
 
 def settings(params) -> tuple[int, float, float] | None:
@@ -43,9 +45,7 @@ class TruncationProcessor(LogitsProcessor):
         truncation = settings(sampling_params)
         if truncation is None:
             return
-        top_k, top_p, min_p = truncation
-        if top_k < 0 or not 0 < top_p <= 1 or not 0 <= min_p < 1:
-            raise ValueError(f"{KEY}: need top_k >= 0, 0 < top_p <= 1, 0 <= min_p < 1, got {truncation}")
+        Truncation(*truncation)  # the one validation of top-k, top-p and min-p (ValueError)
         if (sampling_params.top_k not in (0, -1) or sampling_params.top_p != 1.0
                 or sampling_params.min_p != 0.0):
             raise ValueError(f"{KEY} replaces vLLM's own top_k/top_p/min_p, which must be off")
