@@ -48,6 +48,19 @@ def test_metrics_average_over_problems_and_split_by_difficulty():
     assert m["by_difficulty"]["hard"]["count"] == 1
 
 
+def test_a_set_of_several_sources_is_broken_down_by_source_and_by_difficulty():
+    problems = [
+        {"n": 2, "correct": 2, "source": "humaneval", "difficulty": None},
+        {"n": 2, "correct": 1, "source": "leetcode", "difficulty": "easy"},
+        {"n": 2, "correct": 0, "source": "leetcode", "difficulty": "hard"},
+    ]
+    m = compute_metrics(problems)
+    assert list(m["by_difficulty"]) == ["humaneval", "leetcode", "easy", "hard"]
+    assert m["by_difficulty"]["humaneval"]["pass@1"] == 1.0 and m["by_difficulty"]["leetcode"]["pass@1"] == 0.25
+    # one source: a problem without a difficulty is "unknown", and no source subset repeats "overall"
+    assert list(compute_metrics(problems[:1])["by_difficulty"]) == ["unknown"]
+
+
 def _records(outcomes, n=1):
     return [{"task_id": f"t{i}", "n": n, "correct": c, "difficulty": "easy"} for i, c in enumerate(outcomes)]
 

@@ -28,6 +28,20 @@ def test_a_sliced_spec_keeps_order_and_is_part_of_the_key():
             load_problems(bad)
 
 
+def test_a_union_of_sources_keeps_each_part_in_order_and_refuses_a_task_twice():
+    both = load_problems("humaneval[:3]+leetcode:eval")
+    held = load_problems("leetcode:eval").problems
+    assert both.problems == load_problems("humaneval[:3]").problems + held
+    assert [part["spec"] for part in both.resolved["parts"]] == ["humaneval[:3]", "leetcode:eval"]
+    assert both.summary()["by_source"] == {"humaneval": 3, "leetcode": len(held)}
+    assert both.key() != load_problems("humaneval[:4]+leetcode:eval").key()
+    assert "directory" not in json.dumps(both.key())  # moving the package's files is not a change
+    with pytest.raises(SelfdistillError, match="'HumanEval/0' is in both"):
+        load_problems("humaneval[:2]+humaneval[:1]")
+    with pytest.raises(SelfdistillError, match="unknown problem spec"):
+        load_problems("humaneval+nosuch")
+
+
 def test_leetcode_splits_are_disjoint_stratified_and_stable():
     train = load_problems("leetcode:train")
     held = load_problems("leetcode:eval")

@@ -158,6 +158,8 @@ def cmd_problems(args: argparse.Namespace) -> None:
     print(f"{summary['spec']}: {summary['count']} problems ({summary['with_tests']} with tests)")
     print("  by kind:       " + ", ".join(f"{k} {v}" for k, v in summary["by_kind"].items()))
     print("  by difficulty: " + ", ".join(f"{k} {v}" for k, v in summary["by_difficulty"].items()))
+    if len(summary["by_source"]) > 1:
+        print("  by source:     " + ", ".join(f"{k} {v}" for k, v in summary["by_source"].items()))
     excluded = summary["resolved"].get("excluded")
     if excluded:
         print(f"  excluded:      {len(excluded)} ({'; '.join(f'{k}: {v}' for k, v in excluded.items())})")

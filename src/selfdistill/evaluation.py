@@ -158,7 +158,7 @@ def load_eval_problems(config: EvalConfig) -> ProblemSet:
 def per_problem_records(problems: list[Problem], samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per-problem counts (n, correct) and verdicts from judged sample rows, in problem order."""
     per_problem: dict[str, dict[str, Any]] = {
-        p.task_id: {"task_id": p.task_id, "difficulty": p.difficulty, "n": 0, "correct": 0,
+        p.task_id: {"task_id": p.task_id, "source": p.source, "difficulty": p.difficulty, "n": 0, "correct": 0,
                     "samples": []} for p in problems}
     for sample in samples:
         res = sample["result"]

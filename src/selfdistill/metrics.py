@@ -37,17 +37,29 @@ def per_problem_pass(problems: list[dict[str, Any]], k: int) -> np.ndarray:
 
 
 def subsets(problems: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """"overall" and one subset per difficulty (missing difficulty: "unknown")."""
+    """"overall", then one subset per source when the problems come from several (a
+    `humaneval+leetcode:eval` set: "humaneval", "leetcode"), then one per difficulty. A
+    problem without a difficulty is "unknown" in a one-source set; in a mixed set its
+    source subset already holds it."""
     out: dict[str, list[dict[str, Any]]] = {"overall": list(problems)}
+    sources: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in problems:
+        if p.get("source"):
+            sources[p["source"]].append(p)
+    mixed = len(sources) > 1
+    if mixed:
+        out.update(sorted(sources.items()))
     by_diff: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for p in problems:
-        by_diff[p.get("difficulty") or "unknown"].append(p)
+        if p.get("difficulty") or not mixed:
+            by_diff[p.get("difficulty") or "unknown"].append(p)
     out.update(sorted(by_diff.items()))
     return out
 
 
 def compute_metrics(problems: list[dict[str, Any]]) -> dict[str, Any]:
-    """pass@k overall and by difficulty for every k the smallest n allows."""
+    """pass@k overall and per subset (`subsets`: by source in a mixed set, by difficulty)
+    for every k the smallest n allows; the subsets are under "by_difficulty"."""
     if not problems:
         return {"count": 0}
     min_n = min(p["n"] for p in problems)

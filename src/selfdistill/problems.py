@@ -13,6 +13,8 @@ A problem source is chosen by a spec string:
     jsonl:PATH                the generic format documented in docs/problems.md
     SPEC[a:b]                 any of these, sliced by position like a Python list
                               (humaneval[:20] for a benchmark, humaneval[20:] for its prompts)
+    SPEC+SPEC                 several sources as one set, in the order given
+                              (humaneval+leetcode:eval); results break down by source too
 
 Run `selfdistill problems SPEC` to print counts by kind and difficulty.
 """
@@ -95,6 +97,13 @@ class Problem:
         return cls(**row)
 
 
+def _without_paths(resolved: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in resolved.items() if k not in ("directory", "file", "files")}
+    if "parts" in out:
+        out["parts"] = [_without_paths(part) for part in out["parts"]]
+    return out
+
+
 @dataclass
 class ProblemSet:
     """Problems plus what was resolved from the spec (file hashes, windows, exclusions)."""
@@ -108,9 +117,8 @@ class ProblemSet:
         loaded (statement, tests, metadata) and the source's version; paths are left out,
         so moving a file does not make a stage stale but editing it does."""
         content = json.dumps([p.to_json() for p in self.problems], sort_keys=True, default=str)
-        source = {k: v for k, v in self.resolved.items() if k not in ("directory", "file", "files")}
         return {"count": len(self.problems), "sha256": hashlib.sha256(content.encode()).hexdigest(),
-                "source": source}
+                "source": _without_paths(self.resolved)}
 
     def summary(self) -> dict[str, Any]:
         kinds = Counter(p.kind for p in self.problems)
@@ -120,6 +128,7 @@ class ProblemSet:
             "count": len(self.problems),
             "by_kind": dict(sorted(kinds.items())),
             "by_difficulty": dict(sorted(diffs.items())),
+            "by_source": dict(sorted(Counter(p.source for p in self.problems).items())),
             "with_tests": sum(p.has_tests for p in self.problems),
             "resolved": self.resolved,
         }
@@ -128,25 +137,11 @@ class ProblemSet:
 def load_problems(spec: str, require_tests: bool = False, limit: int | None = None) -> ProblemSet:
     """Resolve a spec string to problems (the first `limit` of them, when given); raise
     SelfdistillError on any bad input."""
-    base, window = _slice(spec)
-    name, _, arg = base.partition(":")
-    loaders = {
-        "humaneval": _load_humaneval,
-        "leetcode": _load_leetcode,
-        "lcb": _load_lcb,
-        "rstar": _load_rstar,
-        "jsonl": _load_jsonl,
-    }
-    if name not in loaders:
-        raise SelfdistillError(
-            f"unknown problem spec {spec!r}: expected one of {', '.join(sorted(loaders))}"
-        )
-    pset = loaders[name](spec, arg)
-    if window is not None:
-        pset.problems = pset.problems[window]
-        pset.resolved["slice"] = [window.start, window.stop]
-    if not pset.problems:
-        raise SelfdistillError(f"problem spec {spec!r} selected no problems")
+    parts = spec.split("+")
+    if len(parts) > 1 and all(part.partition(":")[0].partition("[")[0] in _LOADERS for part in parts):
+        pset = _union(spec, [_load_one(part) for part in parts])
+    else:  # one source (a path may itself hold a "+")
+        pset = _load_one(spec)
     if require_tests:
         missing = [p.task_id for p in pset.problems if not p.has_tests]
         if missing:
@@ -157,6 +152,35 @@ def load_problems(spec: str, require_tests: bool = False, limit: int | None = No
     if limit:
         pset.problems = pset.problems[:limit]
     return pset
+
+
+def _load_one(spec: str) -> ProblemSet:
+    base, window = _slice(spec)
+    name, _, arg = base.partition(":")
+    if name not in _LOADERS:
+        raise SelfdistillError(
+            f"unknown problem spec {spec!r}: expected one of {', '.join(sorted(_LOADERS))}"
+        )
+    pset = _LOADERS[name](spec, arg)
+    if window is not None:
+        pset.problems = pset.problems[window]
+        pset.resolved["slice"] = [window.start, window.stop]
+    if not pset.problems:
+        raise SelfdistillError(f"problem spec {spec!r} selected no problems")
+    return pset
+
+
+def _union(spec: str, parts: list[ProblemSet]) -> ProblemSet:
+    """Several sources as one set, in order; a task id may appear only once."""
+    seen: dict[str, str] = {}
+    for part in parts:
+        for p in part.problems:
+            if p.task_id in seen:
+                raise SelfdistillError(f"problem spec {spec!r}: task {p.task_id!r} is in both "
+                                       f"{seen[p.task_id]!r} and {part.spec!r}")
+            seen[p.task_id] = part.spec
+    return ProblemSet(spec, [p for part in parts for p in part.problems],
+                      {"parts": [{"spec": part.spec, "count": len(part.problems), **part.resolved} for part in parts]})
 
 
 _SLICE = re.compile(r"^(?P<base>.+)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
@@ -567,3 +591,12 @@ def _load_jsonl(spec: str, arg: str) -> ProblemSet:
         problem.source = problem.source or "jsonl"
         problems.append(problem)
     return ProblemSet(spec, problems, {"file": str(path), "sha256": sha256_file(path)})
+
+
+_LOADERS = {
+    "humaneval": _load_humaneval,
+    "leetcode": _load_leetcode,
+    "lcb": _load_lcb,
+    "rstar": _load_rstar,
+    "jsonl": _load_jsonl,
+}
