@@ -4,8 +4,9 @@ imports either.
 
     RUN/config.resolved.yaml   every setting, defaults and overrides included
     RUN/train.yaml             the train stage's config (to launch it on many GPUs: docs/training.md)
+    RUN/sample/                the SSD data
     RUN/base_eval/T<t>/        the base model's grid: one eval stage per T_eval
-    RUN/sample/  RUN/train/    the SSD data and the SSD model
+    RUN/train/                 the SSD model
     RUN/ssd_eval/T<t>/         the SSD model's grid
     RUN/compare/               best against best (compare.json, figures, the responses analyze reads)
     RUN/analyze/               lock/fork diagnostics of both models on those responses
@@ -29,9 +30,11 @@ from selfdistill.sweep import EvalGrid, cell_configs, check_selection
 from selfdistill.training import TrainConfig, with_preset
 
 # stage -> the stages whose outputs it reads
+# (in the order they run: the SSD data first, so that `stop_after: sample` hands a long
+# training job its data before hours of base evaluation)
 STAGES: dict[str, tuple[str, ...]] = {
-    "base_eval": (),
     "sample": (),
+    "base_eval": (),
     "train": ("sample",),
     "ssd_eval": ("train",),
     "compare": ("base_eval", "ssd_eval"),
@@ -75,7 +78,7 @@ class RunConfig:
     note: str | None = field(default=None, metadata={
         "help": "a sentence the report shows first (what this run can and cannot show)"})
     stop_after: str | None = field(default=None, metadata={
-        "help": "base_eval | sample: stop there (then launch train.yaml on many GPUs and rerun)"})
+        "help": "sample | base_eval: stop there (then launch train.yaml on many GPUs and rerun)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
     plan: bool = field(default=False, metadata={
         "help": "print every stage as fresh / stale / missing with the reason, and run nothing"})

@@ -1,7 +1,7 @@
 """`selfdistill run CONFIG.yaml [KEY=VALUE ...] [--plan] [--rebuild]`: the SSD protocol in
 one run directory (layout.py).
 
-    base_eval (the base model over its T_eval grid) -> sample (SSD data) -> train
+    sample (SSD data) -> base_eval (the base model over its T_eval grid) -> train
     -> ssd_eval (the SSD model over its grid) -> compare (best against best, cross-fitted)
     -> analyze (lock/fork diagnostics on the compared responses) -> report
 
