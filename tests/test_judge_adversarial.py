@@ -164,6 +164,46 @@ def test_floods_stay_bounded_and_the_batch_survives():
     assert grown_mib < 400, f"the evaluator grew by {grown_mib:.0f} MiB"
 
 
+# ------------------------------------------- what the evaluator does with a program's output
+
+
+INVERT = next(p for p in load_problems("leetcode").problems if p.task_id == "leetcode/invert_binary_tree")
+HONEST_INVERT = ("class Solution:\n    def invert_tree(self, root):\n        if root:\n"
+                 "            root.left, root.right = self.invert_tree(root.right), self.invert_tree(root.left)\n"
+                 "        return root\n")
+
+
+def test_a_cyclic_answer_cannot_hang_or_exhaust_the_evaluator():
+    """A common bug returns a cyclic tree; the problem's own TreeNode.__eq__ walks it
+    breadth first without a cycle check. The comparison runs in the checker, under the
+    per-test time limit and a memory limit: that program's verdict, the evaluator's memory
+    unchanged, and every other program in the batch keeps its verdict."""
+    cyclic = ("class Solution:\n    def invert_tree(self, root):\n        if root:\n"
+              "            root.left, root.right = root.right, root\n        return root\n")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    items = [(INVERT, cyclic), (INVERT, HONEST_INVERT), (CALL, HONEST_CALL), (INVERT, cyclic), (STDIN, HONEST_STDIN)]
+    results = judge_many(items, CFG, progress=False)
+    assert [r.status for r in results][1:3] == ["passed", "passed"] and results[4].status == "passed"
+    for r in (results[0], results[3]):
+        assert r.status in ("timeout", "memory"), r
+        assert "checking this program's output" in r.first_failure["error"]
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 200, f"the evaluator grew by {grown_mib:.0f} MiB"
+
+
+def test_outputs_that_used_to_abort_the_evaluation_are_that_programs_verdict():
+    """Each of these raised out of the evaluator and lost every verdict of the run."""
+    number = Problem("n", "print 3", "stdin", tests=[TestCase("1", "3")])
+    dunder = ("class Solution:\n    def invert_tree(self, root):\n"
+              "        if root:\n            root.__dict__['__class__'] = 1\n        return root\n")
+    # a forged answer on the result channel: the exports as a mapping with a non-string key
+    odd_key = forger(['{"event": "start", "i": 0}', '{"event": "return", "i": 0, "value": {"v": {"$dict": [[1, 2]]}}}'],
+                     "import os\nos._exit(0)\n")
+    items = [(number, "print('sNaN')\n"), (INVERT, dunder), (INVERT, odd_key), (INVERT, HONEST_INVERT)]
+    results = judge_many(items, CFG, progress=False)
+    assert [r.status for r in results] == ["failed", "judge_protocol", "judge_protocol", "passed"], results
+
+
 # ---------------------------------------------------------------- the value codec
 
 

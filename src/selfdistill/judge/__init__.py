@@ -6,7 +6,9 @@
     harness.py    what runs beside the program in the sandbox (outputs out, no verdicts)
     isolation.py  namespaces, read-only mounts, an unprivileged uid, resource limits
     server.py     the zygote that forks one sandbox per program
-    referee.py    verdicts decided in the evaluator from the raw outputs
+    referee.py    verdicts decided from the raw outputs (in the checker)
+    checker.py    the process that reads, decodes and compares a program's output, under
+                  the per-test time limit and a memory limit, killed when it overruns
     runner.py     the evaluator's side: channels with caps, judge / judge_many
 
 harness, isolation, server, protocol and semantics are stdlib-only: the zygote runs them

@@ -211,7 +211,7 @@ class LeetcodeReferee:
             exports = semantics.decode(data, self.classes)
         except (CodecError, RecursionError) as e:
             raise Verdict("judge_protocol", i, {"i": i, "error": f"undecodable value: {e}"}) from None
-        if type(exports) is not dict or sorted(exports) != m.exports:
+        if type(exports) is not dict or any(type(k) is not str for k in exports) or sorted(exports) != m.exports:
             raise Verdict("judge_protocol", i, {"i": i, "error": "the values sent are not the test's"})
         args = eval(args_src, self.namespace) if nparams else ()
         args = (args,) if nparams == 1 else tuple(args)
@@ -226,7 +226,7 @@ class LeetcodeReferee:
 
 
 @functools.lru_cache(maxsize=256)
-def _leetcode_referee(test_code: str, prelude: str) -> LeetcodeReferee:
+def leetcode_referee(test_code: str, prelude: str) -> LeetcodeReferee:
     return LeetcodeReferee(prelude, split_leetcode(test_code))
 
 
@@ -242,7 +242,7 @@ class Referee:
         self.running: int | None = None
         self.leetcode: LeetcodeReferee | None = None
         if mode == "split":
-            self.leetcode = _leetcode_referee(problem.test_code, problem.metadata.get("prelude", ""))
+            self.leetcode = leetcode_referee(problem.test_code, problem.metadata.get("prelude", ""))
         if mode == "call":
             self.expected = [json.loads(t.output) for t in problem.tests]
 

@@ -2,18 +2,19 @@
 and `judge` / `judge_many`.
 
 `judge(problem, code, config)` builds the program's `Job` (inputs only), has the zygote
-fork a sandbox for it, reads the sandbox's channels with size caps while a `Referee`
-decides the verdict from the raw outputs, and kills the sandbox's process group as soon
-as the verdict is known (the first failing test, as the official judges stop) or the
-deadline passes. Nothing a program writes can raise here: unreadable or out-of-protocol
-output is that program's `judge_protocol` failure.
+fork a sandbox for it, reads the sandbox's channels with size caps and hands the result
+lines to this thread's checker (checker.py: a process of its own, time- and memory-bound),
+whose `Referee` decides the verdict from the raw outputs; it kills the sandbox's process
+group as soon as the verdict is known (the first failing test, as the official judges
+stop) or the deadline passes. Nothing a program writes is interpreted here: unreadable or
+out-of-protocol output is that program's `judge_protocol` failure, and a check that
+overruns or runs out of memory is that program's `timeout` or `memory`.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
-import json
 import logging
 import os
 import random
@@ -34,21 +35,18 @@ from pathlib import Path
 from typing import Any
 
 from selfdistill.errors import SelfdistillError
-from selfdistill.judge import cgroups, semantics
+from selfdistill.judge import cgroups
+from selfdistill.judge.checker import Checker, CheckerDied, checker_for_thread
 from selfdistill.judge.protocol import Job, ProtocolError, parse_event
-from selfdistill.judge.referee import (
-    Referee,
-    Verdict,
-    humaneval_check,
-    mode_of,
-    split_cases,
-    split_leetcode,
-)
+from selfdistill.judge.referee import leetcode_referee, mode_of, split_cases, split_leetcode
 from selfdistill.problems import Problem, TestCase
 
 SERVER = Path(__file__).with_name("server.py")
 _LIVE: set[int] = set()  # process groups of running sandboxes, for the SIGTERM handler
 _LIVE_LOCK = threading.Lock()
+# the checker's address space: the program's own limit (its output cannot need more to
+# check than it had to produce it), but never less than an interpreter needs to start
+CHECKER_MIN_MB = 1024
 STATUSES = ("passed", "failed", "timeout", "memory", "runtime_error", "syntax_error", "no_code",
             "judge_protocol", "judge_error")
 
@@ -225,21 +223,22 @@ def _warn_once(message: str) -> None:
         logging.getLogger(__name__).warning(message)
 
 
-def build_job(problem: Problem, code: str, config: SandboxConfig, referee: Referee, deadline: float) -> Job:
+def build_job(problem: Problem, code: str, config: SandboxConfig, mode: str, deadline: float) -> Job:
     """The sandbox's instructions: the program and the tests' inputs, never their outputs."""
-    job = Job(mode=referee.mode, code=code, timeout=config.timeout_s, isolation=config.isolation,
+    job = Job(mode=mode, code=code, timeout=config.timeout_s, isolation=config.isolation,
               rlimits=_rlimits(config, deadline), scratch_mb=config.scratch_mb)
     job.seccomp = _use_seccomp(config)
     if config.isolation == "namespaces":
         job.uid = _fresh_uid()
         job.expose, job.hide = host_view(tuple(config.packages))
-    if referee.mode == "rpc":
+    if mode == "rpc":
         job.code, job.fn_name = problem.starter_code + "\n" + code, problem.fn_name
-    elif referee.mode == "split":
+    elif mode == "split":
+        prelude = problem.metadata.get("prelude", "")
         split = split_leetcode(problem.test_code)
-        job.prelude, job.test_code = problem.metadata.get("prelude", ""), split.module_src + "\n\n" + split.class_src
-        job.tests, job.classes = split_cases(split), sorted(referee.leetcode.classes)
-    elif referee.mode == "script":
+        job.prelude, job.test_code = prelude, split.module_src + "\n\n" + split.class_src
+        job.tests, job.classes = split_cases(split), sorted(leetcode_referee(problem.test_code, prelude).classes)
+    elif mode == "script":
         job.prelude, job.test_code = problem.metadata.get("prelude", ""), problem.test_code
     else:
         job.lcb = True
@@ -375,8 +374,9 @@ class Channels:
                     self.ready.append((name, line))  # parsed when consumed, in order
 
     def next_event(self, end: float) -> tuple[str, dict[str, Any]] | None:
-        """The next event (control events as they come, result events in order), or None
-        once both channels are closed and drained."""
+        """The next event: control events as they come (parsed: they are ours), result
+        lines in order and raw (the checker reads them), or None once both channels are
+        closed and drained."""
         while True:
             for k, (name, item) in enumerate(self.ready):
                 if name == "control":
@@ -386,7 +386,7 @@ class Channels:
                 name, line = self.ready.pop(0)
                 if len(line) > self.line_cap:
                     raise ProtocolError(f"a line of more than {self.line_cap} bytes on the result channel")
-                return name, parse_event(line, name, self.tests)
+                return name, line  # raw: the checker parses what the program wrote
             if not ({"control", "result"} & self.open):
                 return None
             self._pump(end)
@@ -426,20 +426,20 @@ def judge(problem: Problem, code: str | None, config: SandboxConfig) -> Executio
     total = count_tests(problem)
     if not code or not code.strip():
         return ExecutionResult("no_code", 0, total)
-    referee = Referee(problem, mode_of(problem), total)
+    mode = mode_of(problem)
     deadline = (config.timeout_s + 1) * total + 5  # LiveCodeBench's global timeout
-    if referee.mode == "rpc":
+    if mode == "rpc":
         deadline = 2 * config.timeout_s + 1  # compiling the program, then the whole check()
-    job = build_job(problem, code, config, referee, deadline)
+    job = build_job(problem, code, config, mode, deadline)
     start = time.monotonic()
-    result = _run(job, referee, config, total, start + deadline)
+    result = _run(job, problem, config, total, start + deadline)
     result.wall_s = round(time.monotonic() - start, 3)
-    if referee.mode == "script":
+    if mode == "script":
         result.decided = "sandbox"
     return result
 
 
-def _run(job: Job, referee: Referee, config: SandboxConfig, total: int, end: float) -> ExecutionResult:
+def _run(job: Job, problem: Problem, config: SandboxConfig, total: int, end: float) -> ExecutionResult:
     scratch = None
     if config.isolation == "none":
         scratch = job.scratch = tempfile.mkdtemp(prefix="selfdistill-judge-")
@@ -466,11 +466,12 @@ def _run(job: Job, referee: Referee, config: SandboxConfig, total: int, end: flo
                 os.close(fd)
         with _LIVE_LOCK:
             _LIVE.add(pgid)
-        if referee.mode != "rpc":
+        if job.mode != "rpc":
             os.close(ours.pop("requests"))
             ours["requests"] = -1
         chans = Channels(ours, max(total, 1), line_cap, line_cap * (total + 2), config.output_cap_bytes)
-        result = _decide(chans, referee, total, end, exit_info)
+        checker = checker_for_thread(max(config.memory_mb, CHECKER_MIN_MB))
+        result = _decide(chans, problem, job.mode, total, end, exit_info, checker, config.timeout_s)
     finally:
         if pgid is not None:
             _kill_group(pgid)
@@ -511,59 +512,46 @@ def _control(event: dict[str, Any], exit_info: dict[str, Any]) -> None:
         _OBSERVED.update(user_namespace=event.get("user_namespace"), seccomp=event.get("seccomp"))
 
 
-def _decide(chans: Channels, referee: Referee, total: int, end: float,
-            exit_info: dict[str, Any]) -> ExecutionResult:
-    timed_out = False
+def _decide(chans: Channels, problem: Problem, mode: str, total: int, end: float,
+            exit_info: dict[str, Any], checker: Checker, check_s: float) -> ExecutionResult:
+    """Shuttle the program's result lines to the checker, which decides; handle our own
+    control channel here. Every way this can end (the channels close, the deadline
+    passes, a channel breaks its caps) is told to the checker, whose verdict it is."""
+    state: dict[str, Any] = {"passed": 0, "running": None}
     try:
-        if referee.mode == "rpc":
-            humaneval_check(referee.problem, functools.partial(_rpc_call, chans, referee, end, exit_info))
-            raise Verdict("passed", total)
-        while (item := chans.next_event(end)) is not None:
-            channel, event = item
-            if channel == "control":
-                _control(event, exit_info)
+        kind, data = checker.begin(problem, mode, total, end, check_s)
+        while kind != b"V":
+            if kind == b"S":
+                state = data
+            elif kind == b"C":  # rpc: a call of the candidate, into the sandbox
+                chans.send(data, end)
+            try:
+                line = _next_result(chans, end, exit_info)
+            except _Deadline:
+                kind, data = checker.ended("timeout", "wall-clock limit exceeded", end)
+                continue
+            except ProtocolError as e:
+                kind, data = checker.ended("judge_protocol", str(e), end)
+                continue
+            if line is None:
+                kind, data = checker.ended(*_ended_parts(exit_info, False), end)
             else:
-                referee.feed(event)
-    except Verdict as v:
-        return ExecutionResult(v.status, v.passed, total, v.failure)
-    except ProtocolError as e:
-        return ExecutionResult("judge_protocol", referee.passed, total,
-                               {"i": referee.passed, "error": str(e)})
-    except _Deadline:
-        timed_out = True
-    return _ended(referee, total, exit_info, timed_out)
+                kind, data = checker.line(line, end)
+    except CheckerDied as e:
+        return ExecutionResult(e.status, state["passed"], total, {"i": state["running"], "error": e.error})
+    return ExecutionResult(data["status"], data["passed"], total, data["failure"])
 
 
-def _rpc_call(chans: Channels, referee: Referee, end: float, exit_info: dict[str, Any], args: tuple) -> Any:
-    """One call of the candidate, from the problem's check() here to the program there."""
-    try:
-        message = json.dumps(semantics.encode(args)).encode() + b"\n"
-    except semantics.CodecError as e:
-        raise Verdict("runtime_error", 0, {"i": 0, "error": f"the test passes a value that cannot be sent: {e}"}) from None
-    try:
-        chans.send(message, end)
-        while (item := chans.next_event(end)) is not None:
-            channel, event = item
-            if channel == "control":
-                _control(event, exit_info)
-                continue
-            kind = event["event"]
-            if kind == "start":
-                continue
-            if kind == "return":
-                try:
-                    return semantics.decode(event["value"])
-                except (semantics.CodecError, RecursionError) as e:
-                    raise Verdict("judge_protocol", 0, {"i": 0, "error": f"undecodable value: {e}"}) from None
-            if kind in ("compile", "error"):
-                raise Verdict(event["status"], 0, {"i": 0, "error": event.get("error")})
-            raise Verdict("judge_protocol", 0, {"i": 0, "error": f"event {kind} during a call"})
-    except ProtocolError as e:
-        raise Verdict("judge_protocol", 0, {"i": 0, "error": str(e)}) from None
-    except _Deadline:
-        raise Verdict("timeout", 0, {"i": 0, "error": "wall-clock limit exceeded"}) from None
-    status, error = _ended_parts(exit_info, False)
-    raise Verdict(status, 0, {"i": 0, "error": error})
+def _next_result(chans: Channels, end: float, exit_info: dict[str, Any]) -> bytes | None:
+    """The program's next result line (raw), or None once the channels are closed; control
+    events are ours and are handled here."""
+    while (item := chans.next_event(end)) is not None:
+        channel, event = item
+        if channel == "control":
+            _control(event, exit_info)
+        else:
+            return event
+    return None
 
 
 def _ended_parts(exit_info: dict[str, Any], timed_out: bool) -> tuple[str, str]:
@@ -575,12 +563,6 @@ def _ended_parts(exit_info: dict[str, Any], timed_out: bool) -> tuple[str, str]:
     if code < 0:
         return "runtime_error", f"killed by signal {-code}"
     return "runtime_error", f"program exited with code {code} before finishing"
-
-
-def _ended(referee: Referee, total: int, exit_info: dict[str, Any], timed_out: bool) -> ExecutionResult:
-    """The sandbox closed (or the deadline passed) before the verdict was known."""
-    status, error = _ended_parts(exit_info, timed_out)
-    return ExecutionResult(status, referee.passed, total, {"i": referee.running, "error": error})
 
 
 def _kill_group(pgid: int) -> None:
@@ -662,7 +644,10 @@ def judge_many(
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_sandboxes)
     results: list[ExecutionResult | None] = [None] * len(items)
-    with ThreadPoolExecutor(max_workers=config.resolved_workers()) as pool:
+    checkers: list[Checker] = []  # one per worker thread, closed with the pool
+    memory_mb = max(config.memory_mb, CHECKER_MIN_MB)
+    with ThreadPoolExecutor(max_workers=config.resolved_workers(),
+                            initializer=lambda: checkers.append(checker_for_thread(memory_mb))) as pool:
         futures = {pool.submit(judge, p, c, config): i for i, (p, c) in enumerate(items)}
         bar = tqdm(total=len(futures), desc="judging", unit="prog", disable=not progress)
         for fut in as_completed(futures):
@@ -677,4 +662,6 @@ def judge_many(
                 on_result(i, res)
             bar.update(1)
         bar.close()
+    for checker in checkers:
+        checker.close()
     return [r for r in results if r is not None]

@@ -96,7 +96,11 @@ def stdio_mismatch(actual, expected):
         if g == w:
             continue
         dg, dw = to_decimals(g), to_decimals(w)
-        if dg is None or dw is None or dg != dw:
+        try:
+            same = dg is not None and dw is not None and dg == dw
+        except Exception:  # a signalling NaN ("sNaN") cannot even be compared: not equal
+            same = False
+        if not same:
             return f"wrong answer at output line {i}"
     return None
 
@@ -251,9 +255,12 @@ def decode(data, classes=None):
             raise CodecError("malformed attributes")
         for pair in spec[1]:
             if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str \
-                    or not pair[0].isidentifier():
-                raise CodecError("malformed attribute")
-            object.__setattr__(obj, pair[0], dec(pair[1], 1))
+                    or not pair[0].isidentifier() or pair[0].startswith("__"):
+                raise CodecError("malformed attribute")  # __class__, __dict__: not data
+            try:
+                object.__setattr__(obj, pair[0], dec(pair[1], 1))
+            except (TypeError, AttributeError) as e:  # a slot or read-only attribute of the class
+                raise CodecError(f"malformed attribute: {e}") from None
     return value
 
 
