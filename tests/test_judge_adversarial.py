@@ -6,6 +6,7 @@ keeps its own verdict."""
 
 import json
 import resource
+import time
 
 import pytest
 
@@ -202,6 +203,18 @@ def test_outputs_that_used_to_abort_the_evaluation_are_that_programs_verdict():
     items = [(number, "print('sNaN')\n"), (INVERT, dunder), (INVERT, odd_key), (INVERT, HONEST_INVERT)]
     results = judge_many(items, CFG, progress=False)
     assert [r.status for r in results] == ["failed", "judge_protocol", "judge_protocol", "passed"], results
+
+
+def test_decoding_a_value_built_to_be_slow_is_bounded_by_the_per_test_limit():
+    """150,000 integers that all hash alike (multiples of 2**61 - 1) make rebuilding a set
+    quadratic: minutes of CPU. The checker gets the per-test limit for it, no more."""
+    colliding = [{"$int": str(k * (2**61 - 1))} for k in range(1, 150_001)]
+    line = json.dumps({"event": "return", "i": 0, "value": {"v": {"$set": colliding}}})
+    slow = forger(['{"event": "start", "i": 0}', line], "import os\nos._exit(0)\n")
+    start = time.monotonic()
+    results = judge_many([(CALL, slow), (CALL, HONEST_CALL)], CFG, progress=False)
+    assert [r.status for r in results] == ["timeout", "passed"], results
+    assert time.monotonic() - start < 60  # generous on a loaded machine; unbounded, it took minutes
 
 
 # ---------------------------------------------------------------- the value codec
