@@ -16,7 +16,7 @@ from selfdistill.files import sha256_file
 
 DEC = {"temperature": 1.0, "top_k": 20, "top_p": 0.9, "min_p": 0.0, "max_tokens": 16, "n": 2, "seed": 0}
 GRID = {"top_k": 20, "top_p": 0.9, "min_p": 0.0, "max_tokens": 16, "n": 2, "seed": 0}
-STAGE_NAMES = ["base_eval", "sample", "train", "ssd_eval", "compare", "analyze", "report"]
+STAGE_NAMES = ["sample", "base_eval", "train", "ssd_eval", "compare", "analyze", "report"]
 
 
 def _config(out, model, **extra):
@@ -261,7 +261,9 @@ def test_run_config_errors_are_one_line(tmp_path, capsys):
 def test_run_stops_after_sampling_and_resumes_after_an_external_train(tmp_path, tiny_model_dir, capsys):
     """The many-GPU route: run --stop-after sample, train from RUN/train.yaml on its own
     (as `accelerate launch ... train --config` does), rerun: the finished stages are skipped."""
-    cfg = _config(tmp_path / "run", tiny_model_dir, train_limit=4, eval_limit=2)
+    # the benchmark joins two sources: the comparison breaks down by source as well
+    cfg = _config(tmp_path / "run", tiny_model_dir, train_limit=4, eval_limit=None,
+                  eval_problems="humaneval[:2]+leetcode:eval[:2]")
     cfg["base_eval"] = cfg["ssd_eval"] = {**GRID, "t_eval": [0.0, 1.0], "n": 1}
     cfg["training"]["max_steps"] = 1
     path = tmp_path / "run.yaml"
@@ -278,6 +280,9 @@ def test_run_stops_after_sampling_and_resumes_after_an_external_train(tmp_path, 
     assert main(["run", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.count("[skip]") == 2 and "[skip] train" in out  # sample, train
+    compared = json.loads((run / "compare" / "compare.json").read_text())
+    assert compared["problems"] == 4
+    assert {"overall", "humaneval", "leetcode"} <= {c["subset"] for c in compared["comparisons"]}
     assert (run / "report" / "report.html").exists()
 
 
