@@ -165,6 +165,22 @@ def test_floods_stay_bounded_and_the_batch_survives():
     assert grown_mib < 400, f"the evaluator grew by {grown_mib:.0f} MiB"
 
 
+def test_a_program_holds_no_descriptor_but_its_own_channels():
+    """The first program of every new cgroup used to inherit its nursery's copies of the
+    evaluator's connection and of the first job's five pipes, a write end of its own control
+    channel among them: it could forge a set-up failure, and an honest crash never reached
+    EOF and waited out the deadline as a `timeout`."""
+    # (the directory listing's own descriptor is closed by the time it is looked at)
+    count = ("import os\ninput()\nfds = [f for f in os.listdir('/proc/self/fd') if int(f) > 2]\n"
+             "print(sum(os.path.exists('/proc/self/fd/' + f) for f in fds))\n")
+    crash = "import ctypes\nctypes.string_at(0)\n"  # SIGSEGV at once
+    problem = Problem("fds", "count", "stdin", tests=[TestCase("1", "2")])  # the result and request pipes
+    cfg = SandboxConfig(timeout_s=3, memory_mb=1024, scratch_mb=16, workers=2)
+    results = judge_many([(STDIN, crash), (STDIN, crash)] + [(problem, count)] * 4, cfg, progress=False)
+    assert [r.status for r in results] == ["runtime_error"] * 2 + ["passed"] * 4, results
+    assert all(r.wall_s < 3 * (cfg.timeout_s + 1) for r in results[:2])  # not the whole deadline
+
+
 # ------------------------------------------- what the evaluator does with a program's output
 
 

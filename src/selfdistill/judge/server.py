@@ -152,10 +152,18 @@ def _nursery(job, listener):
     pid = os.fork()
     if pid == 0:
         try:
-            listener.close()
-            ours.close()
-            for _, sock in _NURSERIES.values():
-                sock.close()
+            # keep only our socket and stderr: the zygote's frame holds the evaluator's
+            # connection and this first job's five pipe fds, and every sandbox forked from
+            # here would inherit them (a program holding a write end of its own control
+            # channel could forge set-up events and never see its channels close)
+            keep = theirs.fileno()
+            for sock in [listener, ours] + [sock for _, sock in _NURSERIES.values()]:
+                sock.detach()  # closed below with everything else, never again by the object
+            os.closerange(3, keep)
+            os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)  # the zygote's stdin is the evaluator's liveness pipe
+            os.close(null)
             isolation.die_with_parent()
             try:  # never the one the OOM killer picks when a sandbox hits the memory limit
                 with open("/proc/self/oom_score_adj", "w") as f:
