@@ -233,6 +233,33 @@ def test_decoding_a_value_built_to_be_slow_is_bounded_by_the_per_test_limit():
     assert time.monotonic() - start < 60  # generous on a loaded machine; unbounded, it took minutes
 
 
+def test_honest_answers_the_official_judges_accept_pass():
+    """Each got a false verdict: `runtime_error` "not plain data" for a Counter, a
+    defaultdict or numpy's bool and str; `judge_protocol` for a 5,000-digit integer (as the
+    answer and as the expected output) and for a list nested 600 deep."""
+    counts = Problem("cnt", "count letters", "functional", fn_name="f", tests=[TestCase('"aab"', '{"a": 2, "b": 1}')])
+    flag = Problem("flag", "is it", "functional", fn_name="f", tests=[TestCase("1", "true")])
+    big = Problem("big", "a power", "functional", fn_name="f", tests=[TestCase("5000", "1" + "0" * 5000)])
+    deep = Problem("deep", "nest", "functional", fn_name="f", tests=[TestCase("600", json.dumps(_nested(600)))])
+    items = [
+        (counts, "from collections import Counter\nclass Solution:\n    def f(self, s):\n        return Counter(s)\n"),
+        (counts, "from collections import defaultdict\nclass Solution:\n    def f(self, s):\n"
+                 "        d = defaultdict(int)\n        for c in s:\n            d[c] += 1\n        return d\n"),
+        (flag, "import numpy as np\nclass Solution:\n    def f(self, x):\n        return np.bool_(x == 1)\n"),
+        (big, "class Solution:\n    def f(self, k):\n        return 10 ** k\n"),
+        (deep, "class Solution:\n    def f(self, k):\n        v = []\n        for _ in range(k):\n"
+               "            v = [v]\n        return v\n"),
+    ]
+    assert [r.status for r in judge_many(items, CFG, progress=False)] == ["passed"] * 5
+
+
+def _nested(k):
+    v = []
+    for _ in range(k):
+        v = [v]
+    return v
+
+
 # ---------------------------------------------------------------- the value codec
 
 
@@ -242,11 +269,31 @@ def test_codec_round_trips_plain_data():
     assert type(decode(encode((1, 2)))) is tuple
 
 
-def test_codec_refuses_what_is_not_plain_data():
-    class MyStr(str):
-        pass
+def test_codec_sends_what_equals_plain_data_as_that_data():
+    """The official judges compare with `==`: a Counter equals its dict, a namedtuple its
+    tuple, numpy scalars their Python values. They leave as those plain values, and an
+    object whose `__eq__` always holds leaves as its base value, never as itself."""
+    from collections import Counter, defaultdict, namedtuple
 
-    for bad in (object(), MyStr("x"), lambda: 0, iter([1])):
+    import numpy as np
+
+    class Liar(str):
+        def __eq__(self, other):
+            return True
+
+        __hash__ = str.__hash__
+
+    point = namedtuple("point", "x y")
+    value = [Counter("aab"), defaultdict(int, {1: 2}), point(1, 2), np.bool_(True), np.str_("s"),
+             np.float64(0.5), np.int64(7), Liar("x")]
+    back = decode(json.loads(json.dumps(encode(value))))
+    assert back == [{"a": 2, "b": 1}, {1: 2}, (1, 2), True, "s", 0.5, 7, "x"]
+    assert [type(x) for x in back] == [dict, dict, tuple, bool, str, float, int, str]
+    assert back[-1] != "y"
+
+
+def test_codec_refuses_what_is_not_plain_data():
+    for bad in (object(), lambda: 0, iter([1])):
         with pytest.raises(CodecError):
             encode(bad)
     for bad in ({"v": {"$obj": 0}}, {"v": {"$nope": 1}}, [], {"v": {"$set": [[1]]}}, {"v": {"$int": "1" * 60_000}}):

@@ -8,6 +8,8 @@ judging zygote, which runs this file as a top-level module).
   out (None, bool, int, float, str, bytes, list, tuple, dict, set, frozenset) plus objects
   of classes the problem itself defines (ListNode, TreeNode, a prelude's Node), which go
   out as their attributes and are rebuilt outside from the trusted class of that name.
+  What `==` would accept goes out as the plain value it equals (a Counter as a dict, a
+  namedtuple as a tuple, numpy scalars as Python ones), converted inside the sandbox.
   The value the evaluator compares is therefore never an object the program made: an
   `__eq__` that is always true, a str subclass or a proxy cannot reach the comparison.
 """
@@ -160,10 +162,19 @@ def encode(value, classes=()):
                 table.append(None)
                 pending.append(v)
             return {"$obj": index[key]}
+        # what `==` accepts as equal goes out as the plain value it equals: a subclass of a
+        # builtin (Counter, defaultdict, a namedtuple, numpy.str_ and numpy.float64) as its
+        # base value, numpy numbers and numpy.bool_ as Python ones. The conversion runs here,
+        # in the sandbox, and its result is checked again, so only exact types leave.
+        for base in _BASES:
+            if isinstance(v, base):
+                return enc(base(v), depth + 1)
         if isinstance(v, numbers.Integral):  # numpy integers count, as with `==`
-            return enc(_exact(int(v), int), depth)
+            return enc(_exact(int(v), int), depth + 1)
         if isinstance(v, numbers.Real):
-            return enc(_exact(float(v), float), depth)
+            return enc(_exact(float(v), float), depth + 1)
+        if t.__name__ in ("bool_", "bool"):  # numpy.bool_ (numpy.bool in numpy 2) is no Integral
+            return bool(v)
         raise CodecError(f"returned a {t.__name__}, which is not plain data")
 
     root = enc(value)
@@ -182,6 +193,9 @@ def encode(value, classes=()):
         table[index[id(obj)]] = [type(obj).__name__, fields]
         done += 1
     return {"v": root, "objs": table} if table else {"v": root}
+
+
+_BASES = (str, int, float, list, tuple, dict, set, frozenset, bytes)
 
 
 def _exact(v, t):
