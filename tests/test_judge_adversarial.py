@@ -181,6 +181,16 @@ def test_a_program_holds_no_descriptor_but_its_own_channels():
     assert all(r.wall_s < 3 * (cfg.timeout_s + 1) for r in results[:2])  # not the whole deadline
 
 
+def test_a_program_that_ignores_its_alarm_still_gets_each_tests_limit():
+    """SIGALRM set to SIG_IGN, then 4.5 s per test against a 3 s limit: inside the job's
+    whole deadline ((3 + 1) x 2 + 5 s) it used to pass. The evaluator enforces each test's
+    limit itself; an honest program in the same batch keeps its verdict."""
+    ignore = f"import signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\ntime.sleep(4.5)\ninput()\nprint('{SECRET}')\n"
+    results = judge_many([(STDIN, ignore), (STDIN, HONEST_STDIN)], CFG, progress=False)
+    assert [r.status for r in results] == ["timeout", "passed"], results
+    assert results[0].passed == 0 and "outlived its alarm" in results[0].first_failure["error"]
+
+
 # ------------------------------------------- what the evaluator does with a program's output
 
 

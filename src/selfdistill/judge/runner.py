@@ -518,17 +518,28 @@ def _decide(chans: Channels, problem: Problem, mode: str, total: int, end: float
     control channel here. Every way this can end (the channels close, the deadline
     passes, a channel breaks its caps) is told to the checker, whose verdict it is."""
     state: dict[str, Any] = {"passed": 0, "running": None}
+    # Each test's limit, enforced from here too, so that a program that ignores the alarm
+    # in its sandbox cannot spend the whole job's deadline on one test: timeout_s + 1 from
+    # the test's start to its result; the sandbox's start-up and the program's top level
+    # get timeout_s + 3 before the first test.
+    test_end = min(end, time.monotonic() + check_s + 3)
     try:
         kind, data = checker.begin(problem, mode, total, end, check_s)
         while kind != b"V":
             if kind == b"S":
+                if data["running"] is not None and data["running"] != state["running"]:
+                    test_end = min(end, time.monotonic() + check_s + 1)
+                elif data["running"] is None:
+                    test_end = end  # between tests: the harness's own work
                 state = data
             elif kind == b"C":  # rpc: a call of the candidate, into the sandbox
                 chans.send(data, end)
             try:
-                line = _next_result(chans, end, exit_info)
+                line = _next_result(chans, end if mode == "rpc" else test_end, exit_info)
             except _Deadline:
-                kind, data = checker.ended("timeout", "wall-clock limit exceeded", end)
+                error = "wall-clock limit exceeded" if time.monotonic() >= end or mode == "rpc" else \
+                    "time limit exceeded (enforced by the evaluator: the program outlived its alarm)"
+                kind, data = checker.ended("timeout", error, end)
                 continue
             except ProtocolError as e:
                 kind, data = checker.ended("judge_protocol", str(e), end)
