@@ -191,6 +191,16 @@ def test_a_program_that_ignores_its_alarm_still_gets_each_tests_limit():
     assert results[0].passed == 0 and "outlived its alarm" in results[0].first_failure["error"]
 
 
+def test_the_output_cap_says_nothing_about_the_expected_output():
+    """The cap of captured stdout used to be twice the expected output where that was
+    larger: `sys.stdout.cap` told a program how long the right answer is."""
+    long_answer = Problem("long", "print a lot", "stdin", tests=[TestCase("1", "y" * 600_000)])
+    short_answer = Problem("short", "print a little", "stdin", tests=[TestCase("1", "y")])
+    spy = "import sys\ninput()\nprint(sys.stdout.cap)\n"
+    seen = [r.first_failure["actual"].strip() for r in judge_many([(long_answer, spy), (short_answer, spy)], CFG, progress=False)]
+    assert seen[0] == seen[1] == str(CFG.output_cap_bytes), seen
+
+
 # ------------------------------------------- what the evaluator does with a program's output
 
 

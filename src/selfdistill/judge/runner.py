@@ -58,7 +58,7 @@ class SandboxConfig:
     timeout_s: int = field(default=6, metadata={"help": "per-test time limit (LiveCodeBench: 6 s)"})
     memory_mb: int = field(default=4096, metadata={"help": "address-space limit per program"})
     output_cap_bytes: int = field(default=1 << 20, metadata={
-        "help": "output kept per test (raised to twice the expected output where that is larger)"})
+        "help": "output kept per test, the same for every test (never derived from the expected output)"})
     file_size_mb: int = field(default=64, metadata={"help": "largest file a program may write"})
     open_files: int = field(default=256, metadata={"help": "open file descriptor limit"})
     workers: int = field(default=0, metadata={"help": "programs judged at once (0: CPU count)"})
@@ -244,7 +244,14 @@ def build_job(problem: Problem, code: str, config: SandboxConfig, mode: str, dea
         job.lcb = True
         job.tests = [t.input for t in problem.tests]
         job.fn_name = problem.fn_name
-        job.output_caps = [max(config.output_cap_bytes, 2 * len(t.output) + 4096) for t in problem.tests]
+        # one cap for every test, never derived from the expected outputs (a cap that grew
+        # with them told a program how long the right answer is)
+        job.output_caps = [config.output_cap_bytes] * len(problem.tests)
+        longest = max((len(t.output) for t in problem.tests), default=0)
+        if 2 * longest + 4096 > config.output_cap_bytes:
+            _warn_once(f"problem {problem.task_id}: an expected output of {longest} characters is more than "
+                       f"half of sandbox.output_cap_bytes ({config.output_cap_bytes}); raise it, or a correct "
+                       "answer may be cut short")
     return job
 
 
