@@ -5,8 +5,10 @@ get a verdict that is not `passed`, and every other program judged in the same b
 keeps its own verdict."""
 
 import json
+import random
 import resource
 import time
+from pathlib import Path
 
 import pytest
 
@@ -199,6 +201,39 @@ def test_the_output_cap_says_nothing_about_the_expected_output():
     spy = "import sys\ninput()\nprint(sys.stdout.cap)\n"
     seen = [r.first_failure["actual"].strip() for r in judge_many([(long_answer, spy), (short_answer, spy)], CFG, progress=False)]
     assert seen[0] == seen[1] == str(CFG.output_cap_bytes), seen
+
+
+def _memory_holds(pid, needle):
+    """Whether process `pid`'s readable memory holds `needle` (root, or its ancestor, may look)."""
+    found = False
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("r") or "[vvar]" in line or "[vsyscall]" in line:
+                continue
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(lo)
+                found |= needle in mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+    return found
+
+
+def test_no_process_that_forks_sandboxes_keeps_a_programs_code():
+    """The zygote and the nurseries used to keep each job record (the program, the tests'
+    inputs) freed but not wiped, and every later sandbox inherited them: a solution-free
+    program found an earlier program's source in its own memory and ran it. Now a job
+    reaches only its own process, through a pipe."""
+    from selfdistill.judge import runner
+
+    token = "selfdistill-token-" + "%08x" % random.getrandbits(32)
+    program = f"# {token}\ninput()\nprint('{SECRET}')\n"
+    cfg = SandboxConfig(timeout_s=3, memory_mb=1024, scratch_mb=16, workers=1)
+    assert [r.status for r in judge_many([(STDIN, program)] * 3, cfg, progress=False)] == ["passed"] * 3
+    zygote = runner._zygote().proc.pid
+    family = [zygote] + [int(p) for p in Path(f"/proc/{zygote}/task/{zygote}/children").read_text().split()]
+    assert not [pid for pid in family if _memory_holds(pid, token.encode())]
 
 
 # ------------------------------------------- what the evaluator does with a program's output

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import logging
 import os
 import random
@@ -57,7 +58,7 @@ class SandboxConfig:
 
     timeout_s: int = field(default=6, metadata={"help": "per-test time limit (LiveCodeBench: 6 s)"})
     memory_mb: int = field(default=4096, metadata={"help": "address-space limit per program"})
-    output_cap_bytes: int = field(default=1 << 20, metadata={
+    output_cap_bytes: int = field(default=4 << 20, metadata={
         "help": "output kept per test, the same for every test (never derived from the expected output)"})
     file_size_mb: int = field(default=64, metadata={"help": "largest file a program may write"})
     open_files: int = field(default=256, metadata={"help": "open file descriptor limit"})
@@ -282,22 +283,37 @@ class _Zygote:
         return self.proc.poll() is None
 
     def spawn(self, job: Job, fds: list[int]) -> int:
-        payload = job.to_bytes()
-        message = struct.pack("!I", len(payload)) + payload
+        """Have the zygote fork the job's process; returns its pid. The zygote gets only the
+        job's cgroup (it picks the nursery by it) and the fds; the job itself goes through
+        a pipe of its own that only the forked process reads (server.py)."""
+        header = json.dumps({"cgroup": job.cgroup}).encode()
+        message = struct.pack("!I", len(header)) + header
+        job_r, job_w = os.pipe()
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.connect(self.path)
-                sent = socket.send_fds(conn, [message[: 1 << 16]], fds)
-                if sent < len(message):  # sendall(b"") still calls send(): EPIPE once the zygote is done
-                    conn.sendall(message[sent:])
-                reply = b""
-                while len(reply) < 4:
-                    chunk = conn.recv(4 - len(reply))
-                    if not chunk:
-                        raise SelfdistillError("internal judge error: the judging zygote did not answer")
-                    reply += chunk
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                    conn.connect(self.path)
+                    sent = socket.send_fds(conn, [message[: 1 << 16]], [*fds, job_r])
+                    if sent < len(message):  # sendall(b"") still calls send(): EPIPE once the zygote is done
+                        conn.sendall(message[sent:])
+                    reply = b""
+                    while len(reply) < 4:
+                        chunk = conn.recv(4 - len(reply))
+                        if not chunk:
+                            raise SelfdistillError("internal judge error: the judging zygote did not answer")
+                        reply += chunk
+            finally:
+                os.close(job_r)
+            payload = Job(**{**asdict(job), "cgroup": []}).to_bytes()  # its nursery is in the cgroup already
+            try:
+                with open(job_w, "wb", closefd=False) as pipe:
+                    pipe.write(payload)
+            except BrokenPipeError:
+                pass  # it died before reading its job: its channels say how
         except OSError as e:
             raise SelfdistillError(f"internal judge error: the judging zygote failed ({e})") from e
+        finally:
+            os.close(job_w)
         return struct.unpack("!i", reply)[0]
 
     def close(self) -> None:

@@ -2,13 +2,18 @@
 
 The evaluator starts this file once (`python -I judge/server.py --serve FD`): it imports
 what every program needs, then forks one process per job it is sent over the unix socket
-FD (a length-prefixed `Job` plus five pipe fds: control, result, stdout, stderr, requests).
+FD (a length-prefixed header, the job's cgroup, plus six pipe fds: control, result, stdout,
+stderr, requests and the job's own pipe). The `Job` itself (the program, the tests' inputs)
+comes through that last pipe and is read only by the forked process: the zygote and the
+nurseries never hold a job in their memory, so no later sandbox, forked from them, can find
+an earlier program's code or inputs in its own.
 Forking a warm interpreter instead of starting one per program is what makes full
 isolation cheap. Each forked process enters its sandbox (isolation.py), closes the control
 channel in the program's process, and runs the harness (harness.py).
 """
 
 import faulthandler
+import json
 import os
 import signal
 import socket
@@ -78,7 +83,8 @@ def run_job(job, fds):
 
 
 def _receive(conn):
-    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 5)
+    """(header, fds) of one job message: the header is the job's cgroup, nothing else."""
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 6)
     while len(data) < 4:
         chunk = conn.recv(1 << 16)
         if not chunk:
@@ -93,13 +99,25 @@ def _receive(conn):
             raise EOFError("short job message")
         chunks.append(chunk)
         got += len(chunk)
-    return protocol.Job.from_bytes(b"".join(chunks)), fds
+    header = json.loads(b"".join(chunks))
+    if type(header) is not dict or type(header.get("cgroup")) is not list:
+        raise ValueError("malformed job header")
+    return header, fds
 
 
-def _run_forked(job, fds):
+def _read_job(fd):
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    os.close(fd)
+    return protocol.Job.from_bytes(b"".join(chunks))
+
+
+def _run_forked(fds):
     os.setsid()  # its own session and process group: the evaluator kills the group
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    control_fd, result_fd, out_fd, err_fd, requests_fd = fds
+    control_fd, result_fd, out_fd, err_fd, requests_fd, job_fd = fds
+    job = _read_job(job_fd)
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(out_fd, 1)
@@ -112,14 +130,14 @@ def _run_forked(job, fds):
     run_job(job, (control_fd, result_fd, requests_fd))
 
 
-def _fork_job(job, fds, close):
-    """Fork the judging process for `job`; returns its pid (in the caller)."""
+def _fork_job(fds, close):
+    """Fork the judging process of the job whose pipe is fds[5]; returns its pid (in the caller)."""
     pid = os.fork()
     if pid == 0:
         try:
             for sock in close:
                 sock.close()
-            _run_forked(job, fds)
+            _run_forked(fds)
         except BaseException:  # noqa: BLE001 - our bug: say where, on the captured stderr
             import traceback
 
@@ -141,11 +159,11 @@ def _send(sock, payload, fds):
 _NURSERIES = {}  # first cgroup.procs path -> (pid, socket to it)
 
 
-def _nursery(job, listener):
+def _nursery(header, listener):
     """The process that forks the sandboxes of one cgroup, itself a member of that cgroup,
     so its children start inside it: joining a cgroup v1 costs milliseconds per hierarchy
     (an RCU grace period each), a fork inherits it for free. One per cgroup, kept."""
-    key = job.cgroup[0]
+    key = header["cgroup"][0]
     if key in _NURSERIES:
         return _NURSERIES[key][1]
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -170,13 +188,13 @@ def _nursery(job, listener):
                     f.write("-1000")
             except OSError:
                 pass
-            for procs in job.cgroup:
+            for procs in header["cgroup"]:
                 with open(procs, "w") as f:
                     f.write(str(os.getpid()))
+            del header
             while True:
-                job, fds = _receive(theirs)
-                job.cgroup = []
-                theirs.sendall(struct.pack("!i", _fork_job(job, fds, [theirs])))
+                _, fds = _receive(theirs)
+                theirs.sendall(struct.pack("!i", _fork_job(fds, [theirs])))
         except BaseException:  # noqa: BLE001 - the zygote sees it gone and starts another
             os._exit(5)
     theirs.close()
@@ -184,11 +202,11 @@ def _nursery(job, listener):
     return ours
 
 
-def _spawn_in_nursery(job, fds, listener):
+def _spawn_in_nursery(header, fds, listener):
     for _attempt in range(2):
-        sock = _nursery(job, listener)
+        sock = _nursery(header, listener)
         try:
-            _send(sock, job.to_bytes(), fds)
+            _send(sock, json.dumps({"cgroup": []}).encode(), fds)
             reply = sock.recv(4)
             if len(reply) == 4:
                 for fd in fds:
@@ -196,7 +214,7 @@ def _spawn_in_nursery(job, fds, listener):
                 return struct.unpack("!i", reply)[0]
         except OSError:
             pass
-        _NURSERIES.pop(job.cgroup[0])[1].close()  # it died: start a fresh one
+        _NURSERIES.pop(header["cgroup"][0])[1].close()  # it died: start a fresh one
     raise OSError("the cgroup's nursery process does not answer")
 
 
@@ -217,18 +235,18 @@ def serve(listen_fd):
             continue
         conn, _ = listener.accept()
         try:
-            job, fds = _receive(conn)
-            if len(fds) != 5:
-                raise ValueError(f"{len(fds)} fds instead of 5")
+            header, fds = _receive(conn)
+            if len(fds) != 6:
+                raise ValueError(f"{len(fds)} fds instead of 6")
         except (OSError, EOFError, ValueError, TypeError) as e:
             print(f"zygote: bad job message: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             conn.close()
             continue
         try:
-            if job.cgroup:
-                pid = _spawn_in_nursery(job, fds, listener)
+            if header["cgroup"]:
+                pid = _spawn_in_nursery(header, fds, listener)
             else:
-                pid = _fork_job(job, fds, [listener, conn] + [s for _, s in _NURSERIES.values()])
+                pid = _fork_job(fds, [listener, conn] + [s for _, s in _NURSERIES.values()])
             conn.sendall(struct.pack("!i", pid))
         except OSError as e:
             print(f"zygote: cannot start a sandbox: {e}", file=sys.stderr, flush=True)
