@@ -147,3 +147,34 @@ def test_cli_problems_prints_counts_and_errors_exit_2(capsys):
     assert main(["problems", "bogus"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: unknown problem spec")
+
+
+def test_the_documented_test_code_example_is_judged_honestly(tmp_path):
+    """docs/problems.md's `test_code` example: the test code runs outside the sandbox and
+    calls the program's function; a correct program passes (as a function or a method of
+    Solution), a wrong one fails, and one that forges pass events on every descriptor it
+    holds does not pass."""
+    from pathlib import Path
+
+    from selfdistill.judge import SandboxConfig, judge_many
+
+    doc = (Path(__file__).parents[1] / "docs" / "problems.md").read_text()
+    example = doc.split("```json\n")[-1].split("\n```")[0]
+    path = tmp_path / "mine.jsonl"
+    path.write_text(example + "\n")
+    (problem,) = load_problems(f"jsonl:{path}").problems
+    forge = ("import os\nfor fd in range(3, 64):\n    for i in range(3):\n        try:\n"
+             "            os.write(fd, ('{\"event\": \"passed\", \"i\": %d}\\n' % i).encode())\n"
+             "        except OSError:\n            pass\ndef add(a, b):\n    return 0\n")
+    programs = ["def add(a, b):\n    return a + b\n",
+                "class Solution:\n    def add(self, a, b):\n        return a + b\n",
+                "def add(a, b):\n    return a - b\n", forge, "def plus(a, b):\n    return a + b\n"]
+    cfg = SandboxConfig(timeout_s=3, memory_mb=1024, scratch_mb=16)
+    statuses = [r.status for r in judge_many([(problem, c) for c in programs], cfg, progress=False)]
+    assert statuses[:3] == ["passed", "passed", "failed"]
+    # (a program without add leaves the starter code's stub, which returns None)
+    assert statuses[3] in ("failed", "judge_protocol") and statuses[4] == "failed", statuses
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"task_id": "x", "statement": "s", "kind": "functional", "test_code": "assert 1"}) + "\n")
+    with pytest.raises(SelfdistillError, match="test_code needs fn_name"):
+        load_problems(f"jsonl:{bad}")

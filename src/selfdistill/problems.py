@@ -586,6 +586,8 @@ def _load_jsonl(spec: str, arg: str) -> ProblemSet:
             raise located(path, lineno, f"malformed test case ({e})") from None
         if problem.kind == "functional" and problem.tests and not problem.fn_name:
             raise located(path, lineno, "functional problem with I/O tests needs fn_name")
+        if problem.test_code and not problem.fn_name:
+            raise located(path, lineno, "test_code needs fn_name: the function the test code calls")
         if problem.difficulty is not None:
             problem.difficulty = problem.difficulty.lower()
         problem.source = problem.source or "jsonl"

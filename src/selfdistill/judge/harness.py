@@ -297,7 +297,12 @@ def run_split(job, rep):
 def run_rpc(job, rep, requests):
     """Serve calls of the entry point until the evaluator closes the request channel."""
     module = compile_module("solution", job.code, job.timeout)
-    fn = getattr(module, job.fn_name)
+    fn = getattr(module, job.fn_name, None)
+    solution = getattr(module, "Solution", None)
+    if isinstance(solution, type) and hasattr(solution, job.fn_name):  # LiveCodeBench's form
+        fn = getattr(solution(), job.fn_name)
+    if fn is None:
+        raise NameError(f"the program defines no {job.fn_name}")
     stream = os.fdopen(requests, "rb", buffering=0)
     buf = b""
     while True:

@@ -328,10 +328,16 @@ def humaneval_check(problem: Problem, call: Any) -> None:
 
 
 def mode_of(problem: Problem) -> str:
+    """How a problem is judged. Test code is run outside the sandbox wherever it can be:
+    split where a generated leetcode module splits, and as HumanEval's check() is (rpc)
+    where it calls the program's entry point `fn_name`. Only a leetcode module that cannot
+    be split runs beside the program (script)."""
     if problem.kind == "humaneval":
         return "rpc"
     if problem.test_code:
-        return "split" if split_leetcode(problem.test_code) is not None else "script"
+        if split_leetcode(problem.test_code) is not None:
+            return "split"
+        return "script" if "__selfdistill_cases__" in problem.test_code else "rpc"
     return "stdio" if problem.kind == "stdin" else "call"
 
 
