@@ -227,7 +227,7 @@ def test_no_process_that_forks_sandboxes_keeps_a_programs_code():
     reaches only its own process, through a pipe."""
     from selfdistill.judge import runner
 
-    token = "selfdistill-token-" + "%08x" % random.getrandbits(32)
+    token = f"selfdistill-token-{random.getrandbits(32):08x}"
     program = f"# {token}\ninput()\nprint('{SECRET}')\n"
     cfg = SandboxConfig(timeout_s=3, memory_mb=1024, scratch_mb=16, workers=1)
     assert [r.status for r in judge_many([(STDIN, program)] * 3, cfg, progress=False)] == ["passed"] * 3

@@ -1,6 +1,7 @@
 """The adversarial suite: each hostile program is contained, the host is untouched, the
 run ends in bounded time, and an honest program judged in the same batch still passes."""
 
+import glob
 import json
 import os
 import shutil
@@ -206,6 +207,12 @@ def test_sigterm_to_the_evaluator_takes_sandboxes_down(tmp_path):
     proc.wait(timeout=10)
     time.sleep(0.3)
     assert marker_processes() == []
+    # and no cgroup directory of that evaluator is left behind (there used to be three)
+    from selfdistill.judge import cgroups
+
+    if not cgroups.backend().startswith("rlimits"):
+        bases = cgroups._STATE["info"].values()
+        assert [d for base in bases for d in glob.glob(os.path.join(base, f"{proc.pid}-*"))] == []
 
 
 def test_refuses_to_run_unprotected_where_isolation_is_impossible(tmp_path):

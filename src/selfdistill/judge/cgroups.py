@@ -161,7 +161,7 @@ def acquire(memory_bytes: int, max_processes: int, cpus: float) -> Cgroup | None
     group = _create(memory_bytes, max_processes, cpus)
     with _LOCK:
         if not _ALL:
-            atexit.register(_remove_all)
+            atexit.register(remove_all)
         _ALL.append(group)
     return group
 
@@ -172,8 +172,12 @@ def release(group: Cgroup, memory_bytes: int, max_processes: int, cpus: float) -
         _FREE.setdefault((memory_bytes, max_processes, cpus), []).append(group)
 
 
-def _remove_all() -> None:
-    for group in _ALL:
+def remove_all() -> None:
+    """Remove every group this process made (at exit, or when SIGTERM ends the evaluator)."""
+    with _LOCK:
+        groups = list(_ALL)
+        _ALL.clear()
+    for group in groups:
         group.remove()
 
 

@@ -38,6 +38,7 @@ from typing import Any
 from selfdistill.errors import SelfdistillError
 from selfdistill.judge import cgroups
 from selfdistill.judge.checker import Checker, CheckerDied, checker_for_thread
+from selfdistill.judge.checker import close_all as close_all_checkers
 from selfdistill.judge.protocol import Job, ProtocolError, parse_event
 from selfdistill.judge.referee import leetcode_referee, mode_of, split_cases, split_leetcode
 from selfdistill.problems import Problem, TestCase
@@ -617,7 +618,9 @@ def _terminate_sandboxes(signum: int, frame: Any) -> None:
             except (ProcessLookupError, PermissionError):
                 pass
     if _ZYGOTE is not None:
-        _ZYGOTE.close()
+        _ZYGOTE.close()  # its nurseries die with it, which empties the cgroups
+    close_all_checkers()
+    cgroups.remove_all()  # atexit does not run when the default SIGTERM action ends us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
