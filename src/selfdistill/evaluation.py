@@ -82,6 +82,8 @@ def read_completions(path: Path, known: dict[str, Problem]) -> dict[str, list[di
     for lineno, row in read_jsonl(path, "completions"):
         if not isinstance(row.get("task_id"), str) or not isinstance(row.get("completion"), str):
             raise located(path, lineno, "each row needs string fields task_id and completion")
+        if not isinstance(row.get("thought_open", False), bool):
+            raise located(path, lineno, "thought_open, where given, must be true or false")
         if row["task_id"] not in known:
             raise located(path, lineno, f"task_id {row['task_id']!r} is not in the problem set")
         grouped[row["task_id"]].append(row)
@@ -103,7 +105,7 @@ def score(
     items, samples, keys = [], [], []
     for p in problems:
         for row in grouped[p.task_id]:
-            code = extract_code(row["completion"])
+            code = extract_code(row["completion"], row.get("thought_open", False))
             items.append((p, code))
             samples.append({**row, "code": code})
             digest = hashlib.sha256((code if code is not None else "\0none").encode()).hexdigest()[:16]

@@ -4,6 +4,15 @@ Templates are data: `TEMPLATES` is recorded verbatim beside every generation out
 The prompt is a single user turn, rendered later through the model's own chat template.
 Extraction follows LiveCodeBench: drop `<think>...</think>`, then take the lines between
 the last two lines that contain a code fence. No fenced block means no code.
+
+Thinking models: the chat templates of Qwen3-*-Thinking-2507 end the generation prompt
+with `<think>`, so the response holds only the closing `</think>`. Whether the rendered
+prompt left a thought open (`opens_thought`) travels with every generated response
+(`thought_open`), and only what follows the thought is an answer: a response whose
+thought never closes has no answer (no code, and "empty" for the sampling filters), so a
+draft from inside a cut-off thought is never judged. A closing `</think>` with no opening
+before it means the prompt opened the thought, also when nothing says so (a completions
+file of such a model).
 """
 
 from __future__ import annotations
@@ -57,16 +66,28 @@ def prompt_messages(problem: Problem, templates: dict[str, str] = TEMPLATES) -> 
     return [{"role": "user", "content": render_prompt(problem, templates)}]
 
 
-def strip_thinking(response: str) -> str:
+def opens_thought(prompt_text: str) -> bool:
+    """Whether a rendered prompt (generation prompt included) leaves a `<think>` open."""
+    return prompt_text.rfind("<think>") > prompt_text.rfind("</think>")
+
+
+def strip_thinking(response: str, thought_open: bool = False) -> str:
+    """The answer part of a response: every `<think>...</think>` removed, and nothing from
+    a thought that never closes (one the prompt opened included)."""
+    if thought_open:
+        response = "<think>" + response
+    close, opening = response.find("</think>"), response.find("<think>")
+    if close != -1 and (opening == -1 or close < opening):
+        response = "<think>" + response  # the prompt opened it, though nobody said so
     response = _THINK.sub("", response)
     if "<think>" in response:  # an unterminated thought: nothing after it is an answer
         response = response[: response.index("<think>")]
     return response
 
 
-def extract_code(response: str) -> str | None:
-    """The last fenced code block of the response, or None when there is none."""
-    lines = strip_thinking(response).split("\n")
+def extract_code(response: str, thought_open: bool = False) -> str | None:
+    """The last fenced code block of the response's answer, or None when there is none."""
+    lines = strip_thinking(response, thought_open).split("\n")
     fences = [i for i, line in enumerate(lines) if "```" in line]
     if len(fences) < 2:
         return None

@@ -207,11 +207,14 @@ def _fixed_table(data: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 def _data_rows(d: dict[str, Any]) -> list[list[Any]]:
     if not d["generated"]:
         return [["responses", 0]]
-    return [["responses", d["generated"]], ["kept for training", f"{d['kept']} (filter {d['filter']})"],
+    rows = [["responses", d["generated"]], ["kept for training", f"{d['kept']} (filter {d['filter']})"],
             ["with extractable code", f"{_pct(d['with_code_share'])}%"], ["empty", f"{_pct(d['empty_share'])}%"],
             ["truncated at max_tokens", f"{_pct(d['truncated_share'])}%"],
             ["completion tokens (median / p90 / max)", f"{d['completion_tokens']['median']:.0f} / "
              f"{d['completion_tokens']['p90']:.0f} / {d['completion_tokens']['max']:.0f}"]]
+    if d.get("unfinished_thought_share"):  # a thinking model whose thought never closed
+        rows.insert(4, ["thought never closed (no answer)", f"{_pct(d['unfinished_thought_share'])}%"])
+    return rows
 
 
 def _loss_line(loss: list[dict[str, Any]]) -> str:

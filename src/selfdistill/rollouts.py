@@ -95,6 +95,7 @@ def run_rollouts(
                     "sampler": sampler,
                     "prompt": msgs,
                     "completion": g.text,
+                    "thought_open": g.thought_open,
                     "finish_reason": g.finish_reason,
                     "prompt_tokens": g.prompt_tokens,
                     "completion_tokens": g.completion_tokens,

@@ -10,7 +10,9 @@ DIR/summary.json (counts, lengths, truncation rate, share with extractable code,
 filter), and DIR/stage.json last (records.py). Raw means raw: nothing is verified, repaired or executed.
 
 Filters: none; paper (drop empty responses and one-line stubs: at most one non-blank
-line); release (paper, then drop the shortest 10% of what remains by characters).
+line); release (paper, then drop the shortest 10% of what remains by characters). For a
+thinking model "empty" and "stub" are judged on the answer after the thought, so a
+response whose thought never closed counts as empty (prompts.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from selfdistill.config import provenance, to_dict
 from selfdistill.files import atomic_write_text
 from selfdistill.generation import DecodingConfig, EngineConfig
 from selfdistill.problems import ProblemSet, load_problems
-from selfdistill.prompts import extract_code
+from selfdistill.prompts import extract_code, strip_thinking
 from selfdistill.records import StageKey, open_stage
 from selfdistill.rollouts import generate, generation_key, parse_shard
 
@@ -60,10 +62,18 @@ def is_stub(text: str) -> bool:
     return sum(1 for line in text.splitlines() if line.strip()) <= 1
 
 
+def answer(row: dict[str, Any]) -> str:
+    """What a response says after its thought (all of it for a model that does not think;
+    nothing for a thought that never closed: prompts.strip_thinking)."""
+    return strip_thinking(row["completion"], row.get("thought_open", False))
+
+
 def apply_filter(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The post-filter: whole rows are kept (thought included); emptiness and stubs are
+    judged on the answer."""
     if name == "none":
         return list(rows)
-    kept = [r for r in rows if r["completion"].strip() and not is_stub(r["completion"])]
+    kept = [r for r in rows if answer(r).strip() and not is_stub(answer(r))]
     if name == "release" and kept:
         cutoff = np.quantile([len(r["completion"]) for r in kept], 0.10)
         kept = [r for r in kept if len(r["completion"]) >= cutoff]
@@ -86,8 +96,11 @@ def summarise(rows: list[dict[str, Any]], kept: list[dict[str, Any]], filter_nam
         "kept": len(kept),
         "filter": filter_name,
         "truncated_share": share([r["finish_reason"] == "length" for r in rows]),
-        "with_code_share": share([extract_code(r["completion"]) is not None for r in rows]),
-        "empty_share": share([not r["completion"].strip() for r in rows]),
+        "with_code_share": share([extract_code(r["completion"], r.get("thought_open", False)) is not None
+                                  for r in rows]),
+        "empty_share": share([not answer(r).strip() for r in rows]),
+        "unfinished_thought_share": share([r.get("thought_open", False) and "</think>" not in r["completion"]
+                                           for r in rows]),
         "completion_tokens": dist(tokens),
         "completion_chars": dist(chars),
     }

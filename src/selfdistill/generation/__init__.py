@@ -92,6 +92,7 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     token_ids: list[int] | None = None  # the sampled ids, where the engine reports them
+    thought_open: bool = False  # the rendered prompt opened a <think> (prompts.opens_thought)
 
 
 class GenerationBackend(Protocol):
@@ -152,7 +153,8 @@ class EngineConfig:
         "help": "openai: name of the environment variable that holds the API key"})
     endpoint: str = field(default="chat", metadata={"help": "openai: chat | completions"})
     tokenizer: str | None = field(default=None, metadata={
-        "help": "openai completions: local model whose chat template renders the prompt"})
+        "help": "openai: local model with the served model's chat template; it renders the prompt "
+                "(completions) and tells whether the prompt opens a <think> (both endpoints)"})
     concurrency: int = field(default=8, metadata={"help": "openai: requests in flight"})
     max_retries: int = field(default=6, metadata={"help": "openai: retries on 429/5xx/timeouts"})
     request_timeout_s: float = field(default=600.0, metadata={"help": "openai: per-request timeout"})

@@ -46,10 +46,10 @@ class OpenAIBackend:
                                     max_retries=engine.max_retries, timeout=engine.request_timeout_s)
         self.pool = ThreadPoolExecutor(max_workers=engine.concurrency)
         self.tokenizer = None
-        if engine.endpoint == "completions":
-            if not engine.tokenizer:
-                raise SelfdistillError("endpoint completions renders the chat template here: "
-                                       "give --tokenizer (a local model with the same template)")
+        if engine.endpoint == "completions" and not engine.tokenizer:
+            raise SelfdistillError("endpoint completions renders the chat template here: "
+                                   "give --tokenizer (a local model with the same template)")
+        if engine.tokenizer:
             from selfdistill.models import load_tokenizer, resolve_model
 
             self.tokenizer = load_tokenizer(resolve_model(engine.tokenizer))
@@ -98,16 +98,18 @@ class OpenAIBackend:
                 "openai": self.openai.__version__}
 
     def _one(self, messages: list[dict[str, str]], decoding: DecodingConfig, seed: int) -> Generation:
+        from selfdistill.prompts import opens_thought, render_chat
+
         fields = self.request_fields(decoding, seed)
+        # the chat endpoint's server renders the prompt: whether it opened a thought is known
+        # only where a local tokenizer renders the same template (a closing tag still tells)
+        prompt = render_chat(self.tokenizer, messages) if self.tokenizer is not None else ""
         try:
             if self.engine.endpoint == "chat":
                 resp = self.client.chat.completions.create(model=self.model, messages=messages, **fields)
                 text = resp.choices[0].message.content or ""
             else:
-                from selfdistill.prompts import render_chat
-
-                resp = self.client.completions.create(
-                    model=self.model, prompt=render_chat(self.tokenizer, messages), **fields)
+                resp = self.client.completions.create(model=self.model, prompt=prompt, **fields)
                 text = resp.choices[0].text or ""
         except self.openai.BadRequestError as e:
             raise SelfdistillError(
@@ -121,7 +123,8 @@ class OpenAIBackend:
         usage = resp.usage
         return Generation(text=text, finish_reason="length" if choice.finish_reason == "length" else "stop",
                           prompt_tokens=usage.prompt_tokens if usage else -1,
-                          completion_tokens=usage.completion_tokens if usage else -1)
+                          completion_tokens=usage.completion_tokens if usage else -1,
+                          thought_open=opens_thought(prompt))
 
     def generate(
         self, prompts: list[list[dict[str, str]]], decoding: DecodingConfig, seeds: list[int]

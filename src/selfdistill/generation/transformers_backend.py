@@ -136,8 +136,10 @@ class TransformersBackend:
         with torch.inference_mode():
             out = self.model.generate(**enc, generation_config=self.generation_config(decoding))
         width = enc["input_ids"].shape[1]
+        from selfdistill.prompts import opens_thought
+
         results = []
-        for row, mask in zip(out, enc["attention_mask"]):
+        for row, mask, text in zip(out, enc["attention_mask"], texts):
             new = row[width:].tolist()
             stop = next((i for i, t in enumerate(new) if t in self.eos_ids), None)
             body = new if stop is None else new[:stop]
@@ -148,6 +150,7 @@ class TransformersBackend:
                     prompt_tokens=int(mask.sum()),
                     completion_tokens=len(body) + (0 if stop is None else 1),
                     token_ids=new if stop is None else new[: stop + 1],
+                    thought_open=opens_thought(text),
                 )
             )
         return results

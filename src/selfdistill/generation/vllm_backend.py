@@ -180,11 +180,12 @@ class VLLMBackend:
     ) -> list[Generation]:
         from vllm.inputs import TokensPrompt
 
-        from selfdistill.prompts import render_chat
+        from selfdistill.prompts import opens_thought, render_chat
 
         self.effective_sampler(decoding)
-        inputs = [TokensPrompt(prompt_token_ids=self.tokenizer(
-            render_chat(self.tokenizer, m), add_special_tokens=False)["input_ids"]) for m in prompts]
+        texts = [render_chat(self.tokenizer, m) for m in prompts]
+        inputs = [TokensPrompt(prompt_token_ids=self.tokenizer(t, add_special_tokens=False)["input_ids"])
+                  for t in texts]
         limit = self.llm.llm_engine.model_config.max_model_len
         longest = max(len(i["prompt_token_ids"]) for i in inputs)
         if longest + decoding.max_tokens > limit:
@@ -194,13 +195,13 @@ class VLLMBackend:
         params = [self.sampling_params(decoding, s) for s in seeds]
         outputs = self.llm.generate(inputs, sampling_params=params, use_tqdm=False)
         results = []
-        for inp, out in zip(inputs, outputs):
+        for inp, out, text in zip(inputs, outputs, texts):
             c = out.outputs[0]
             stopped = c.finish_reason == "stop"
             results.append(Generation(text=c.text, finish_reason="stop" if stopped else "length",
                                       prompt_tokens=len(inp["prompt_token_ids"]),
                                       completion_tokens=len(c.token_ids),
-                                      token_ids=list(c.token_ids)))
+                                      token_ids=list(c.token_ids), thought_open=opens_thought(text)))
         return results
 
     def close(self) -> None:
