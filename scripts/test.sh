@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 bash scripts/install-browser.sh  # chromium for the HTML report's browser test
 .venv/bin/ruff check src tests benchmarks
+bash scripts/test-transformers-floor.sh  # the engine's tests at the lowest transformers allowed
 .venv/bin/python -m pytest -q "$@"
