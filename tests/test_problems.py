@@ -79,9 +79,22 @@ def test_lcb_rows_decode_compressed_private_tests_and_windows(write_jsonl):
     assert allp.problems[1].kind == "functional" and allp.problems[1].fn_name == "add"
     v6 = load_problems(f"lcb:{path}#v6")
     assert [p.task_id for p in v6.problems] == ["lcb/a"]
-    assert v6.resolved["window"] == {"name": "v6", "start": "2025-02-01", "end": "2025-05-31"}
+    assert v6.resolved["window"] == {"name": "v6", "start": "2025-02-01T00:00:00", "end": "2025-05-31T23:59:59"}
     custom = load_problems(f"lcb:{path}#2024-01-01..2024-12-31")
     assert [p.task_id for p in custom.problems] == ["lcb/b"]
+
+
+def test_lcb_windows_put_each_contest_where_the_official_filters_do(write_jsonl):
+    """v5 is LiveCodeBench's (to 2025-02-01 at midnight, compared as datetimes), v6 the SSD
+    evaluator's months 2025-02..2025-05: only a contest stamped at that midnight is in both."""
+    stamps = {"jan31": "2025-01-31T23:00:00", "feb1-midnight": "2025-02-01T00:00:00",
+              "feb1-noon": "2025-02-01T12:00:00", "may31-night": "2025-05-31T22:30:00",
+              "jun1": "2025-06-01T00:00:00", "aug1": "2024-08-01T00:00:00"}
+    path = write_jsonl("lcb.jsonl", [lcb_row(k, k, [("1", "1")], date=d) for k, d in stamps.items()])
+    names = lambda spec: [p.task_id[4:] for p in load_problems(spec).problems]  # noqa: E731
+    assert names(f"lcb:{path}#v5") == ["jan31", "feb1-midnight", "aug1"]
+    assert names(f"lcb:{path}#v6") == ["feb1-midnight", "feb1-noon", "may31-night"]
+    assert names(f"lcb:{path}#2025-02-01..2025-02-01") == ["feb1-midnight", "feb1-noon"]
 
 
 def test_lcb_private_tests_refuse_non_string_pickles():

@@ -32,7 +32,7 @@ import textwrap
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime, time
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -44,12 +44,16 @@ Kind = Literal["stdin", "functional", "humaneval"]
 KINDS = ("stdin", "functional", "humaneval")
 DIFFICULTIES = ("easy", "medium", "hard")
 
-# Contest-date windows of LiveCodeBench releases (inclusive). The paper's official
-# SSD evaluator's "v6" is contests from 2025-02 to 2025-05 (131 problems); the release
-# file test6.jsonl is a different set and is selected by loading that file unwindowed.
+# Contest-date windows of LiveCodeBench releases, both bounds inclusive, compared with the
+# row's whole `contest_date` timestamp as the official filters compare it. v6 is the
+# paper's SSD evaluator's: the contest months 2025-02 to 2025-05 (131 problems), so all of
+# 2025-02-01 is v6. v5 is LiveCodeBench's own (start 2024-08-01, end 2025-02-01, compared
+# as datetimes at midnight): a contest stamped 2025-02-01T00:00:00 is in v5 too, exactly as
+# there, and one stamped later that day is v6 only (docs/problems.md). The release file
+# test6.jsonl is a different set and is selected by loading that file unwindowed.
 LCB_WINDOWS = {
-    "v6": (date(2025, 2, 1), date(2025, 5, 31)),
-    "v5": (date(2024, 8, 1), date(2025, 2, 1)),
+    "v6": (datetime(2025, 2, 1), datetime(2025, 5, 31, 23, 59, 59)),
+    "v5": (datetime(2024, 8, 1), datetime(2025, 2, 1)),
 }
 
 # The leetcode split: a problem is held out when the hash of its slug falls below this.
@@ -434,7 +438,9 @@ def decode_lcb_tests(value: Any) -> list[dict[str, Any]]:
     return json.loads(decoded) if isinstance(decoded, str) else decoded
 
 
-def parse_window(text: str) -> tuple[str, date, date]:
+def parse_window(text: str) -> tuple[str, datetime, datetime]:
+    """(name, first instant, last instant), both inclusive; YYYY-MM-DD..YYYY-MM-DD spans
+    whole days."""
     if text in LCB_WINDOWS:
         start, end = LCB_WINDOWS[text]
         return text, start, end
@@ -443,7 +449,14 @@ def parse_window(text: str) -> tuple[str, date, date]:
         raise SelfdistillError(
             f"unknown LiveCodeBench window {text!r}: use v6, v5 or YYYY-MM-DD..YYYY-MM-DD"
         )
-    return text, date.fromisoformat(m.group(1)), date.fromisoformat(m.group(2))
+    return (text, datetime.combine(date.fromisoformat(m.group(1)), time.min),
+            datetime.combine(date.fromisoformat(m.group(2)), time(23, 59, 59, 999999)))
+
+
+def contest_time(text: str) -> datetime:
+    """A row's contest_date as a naive datetime (a bare date is its midnight)."""
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=None)
 
 
 def _lcb_hub_files() -> list[Path]:
@@ -470,14 +483,18 @@ def _load_lcb(spec: str, arg: str) -> ProblemSet:
                 problem = lcb_problem(row)
             except (KeyError, ValueError, TypeError, zlib.error, pickle.UnpicklingError) as e:
                 raise located(path, lineno, f"malformed LiveCodeBench row ({e})") from None
-            contest = problem.metadata["contest_date"]
-            if window and not (window[1] <= date.fromisoformat(contest[:10]) <= window[2]):
-                continue
+            if window:
+                try:
+                    when = contest_time(problem.metadata["contest_date"])
+                except (TypeError, ValueError):
+                    raise located(path, lineno, "contest_date is not an ISO date or datetime") from None
+                if not window[1] <= when <= window[2]:
+                    continue
             problems.append(problem)
     resolved: dict[str, Any] = {"files": [str(p) for p in paths]}
     resolved["sha256"] = [sha256_file(p) for p in paths]
     resolved["window"] = (
-        {"name": window[0], "start": str(window[1]), "end": str(window[2])} if window else None
+        {"name": window[0], "start": window[1].isoformat(), "end": window[2].isoformat()} if window else None
     )
     return ProblemSet(spec, problems, resolved)
 
