@@ -27,7 +27,7 @@ from pathlib import Path
 from docs_block import write_block
 
 from selfdistill.judge import SandboxConfig, judge, judge_description
-from selfdistill.judge.runner import host_view
+from selfdistill.judge.policy import host_view
 from selfdistill.judge.semantics import LCB_IMPORTS
 from selfdistill.problems import Problem, TestCase
 

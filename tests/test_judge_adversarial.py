@@ -231,7 +231,7 @@ def test_no_process_that_forks_sandboxes_keeps_a_programs_code():
     program = f"# {token}\ninput()\nprint('{SECRET}')\n"
     cfg = SandboxConfig(timeout_s=3, memory_mb=1024, scratch_mb=16, workers=1)
     assert [r.status for r in judge_many([(STDIN, program)] * 3, cfg, progress=False)] == ["passed"] * 3
-    zygote = runner._zygote().proc.pid
+    zygote = runner.STATE.zygote().proc.pid
     family = [zygote] + [int(p) for p in Path(f"/proc/{zygote}/task/{zygote}/children").read_text().split()]
     assert not [pid for pid in family if _memory_holds(pid, token.encode())]
 

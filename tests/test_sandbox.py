@@ -215,6 +215,33 @@ def test_sigterm_to_the_evaluator_takes_sandboxes_down(tmp_path):
         assert [d for base in bases for d in glob.glob(os.path.join(base, f"{proc.pid}-*"))] == []
 
 
+def test_an_evaluator_that_exits_leaves_no_cgroup_and_no_zygote(tmp_path):
+    """At exit the judge's one live state closes in order: the zygote first (its nurseries
+    leave their cgroups), then the cgroups, so none is left (removing them first failed on
+    every hierarchy: still occupied)."""
+    from selfdistill.judge import cgroups
+
+    script = tmp_path / "evaluator.py"
+    script.write_text(
+        "from selfdistill.judge import SandboxConfig, judge_many\n"
+        "from selfdistill.judge.runner import STATE\n"
+        "from selfdistill.problems import Problem, TestCase\n"
+        "p = Problem('t', 's', 'stdin', tests=[TestCase('', '1')])\n"
+        "print([r.status for r in judge_many([(p, 'print(1)')] * 3, SandboxConfig(timeout_s=5), progress=False)])\n"
+        "print(STATE.zygote().proc.pid)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    statuses, zygote = out.splitlines()
+    assert statuses == str(["passed"] * 3) and "could not remove" not in err
+    time.sleep(0.3)
+    assert not os.path.exists(f"/proc/{zygote}")
+    if not cgroups.backend().startswith("rlimits"):
+        bases = cgroups._STATE["info"].values()
+        assert [d for base in bases for d in glob.glob(os.path.join(base, f"{proc.pid}-*"))] == []
+
+
 def test_refuses_to_run_unprotected_where_isolation_is_impossible(tmp_path):
     """Without CAP_SYS_ADMIN and without user namespaces (here: a user namespace whose
     max_user_namespaces is 0, and CAP_SYS_ADMIN dropped) no namespace can be made: one
@@ -368,9 +395,9 @@ def test_kernel_surface_is_refused():
 
 
 def test_sandbox_uids_never_repeat():
-    from selfdistill.judge.runner import _fresh_uid
+    from selfdistill.judge.runner import STATE
 
-    uids = [_fresh_uid() for _ in range(2000)]
+    uids = [STATE.fresh_uid() for _ in range(2000)]
     assert len(set(uids)) == len(uids) and min(uids) >= 1 << 20
     code = "import os\nprint(os.getuid())"
     seen = {judge(Problem("u", "s", "stdin", tests=[TestCase("", "x")]), code, CFG).first_failure["actual"]

@@ -9,7 +9,11 @@
     referee.py    verdicts decided from the raw outputs (in the checker)
     checker.py    the process that reads, decodes and compares a program's output, under
                   the per-test time limit and a memory limit, killed when it overruns
-    runner.py     the evaluator's side: channels with caps, judge / judge_many
+    config.py     the limits (SandboxConfig) and the verdict (ExecutionResult, STATUSES)
+    policy.py     what each sandbox is given: host view, rlimits, seccomp, its Job
+    zygote.py     the evaluator's client of server.py
+    channels.py   the evaluator's ends of a sandbox's pipes, read under caps
+    runner.py     judge / judge_many, and the live state they share (JudgeState)
 
 harness, isolation, server, protocol and semantics are stdlib-only: the zygote runs them
 as top-level modules and never imports selfdistill. SECURITY.md says what the sandbox

@@ -9,7 +9,6 @@ per-process rlimits alone and says so once.
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import logging
 import os
@@ -160,9 +159,7 @@ def acquire(memory_bytes: int, max_processes: int, cpus: float) -> Cgroup | None
                 return group
     group = _create(memory_bytes, max_processes, cpus)
     with _LOCK:
-        if not _ALL:
-            atexit.register(remove_all)
-        _ALL.append(group)
+        _ALL.append(group)  # removed by runner.STATE.close (at exit), after the zygote has stopped
     return group
 
 
@@ -177,6 +174,7 @@ def remove_all() -> None:
     with _LOCK:
         groups = list(_ALL)
         _ALL.clear()
+        _FREE.clear()  # nothing removed may be handed out again
     for group in groups:
         group.remove()
 
