@@ -11,7 +11,9 @@
 # 3. the sampling throughput benchmark, vLLM against plain transformers generate;
 # 4. `selfdistill train` (full fine-tuning, bf16 weights, 4 steps on step 2's samples) launched
 #    through each shipped accelerate config (DDP, FSDP2, DeepSpeed ZeRO-3) on every GPU here,
-#    each writing a loadable model and its loss curve.
+#    each writing a loadable model and its loss curve;
+# 5. `selfdistill analyze` on the GPU (--device cuda, 8 responses per forward pass) of step
+#    2's samples, base against the DDP-trained model.
 # Everything it writes lands in OUT_DIR (default runs/gpu-check) with the GPU's name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,3 +40,6 @@ for launch in ddp fsdp zero3; do
     --global-batch-size 8 --per-device-batch-size 1 --learning-rate 5e-6 --min-learning-rate 1e-6 \
     --max-seq-length 2048 --save-steps 100 --no-progress 2>&1 | tail -3 | tee "$OUT/train-$launch.txt"
 done
+"${SD[@]}" analyze --samples "$OUT/sample/samples.jsonl" --base qwen2.5-coder-0.5b --ssd "$OUT/train-ddp/model" \
+  --out "$OUT/analyze" --top-k 20 --top-p 0.8 --min-p 0 --max-response-tokens 512 --dtype bfloat16 \
+  --device cuda --batch-size 8 --no-progress 2>&1 | tail -5 | tee "$OUT/analyze.txt"

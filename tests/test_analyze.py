@@ -9,6 +9,7 @@ import torch
 from selfdistill.analyze import (
     AnalyzeConfig,
     analyze,
+    batch_stats,
     end_of_turn_id,
     position_stats,
     response_stats,
@@ -84,6 +85,42 @@ def test_response_statistics_equal_those_of_a_plain_full_forward_pass(peaked_mod
     p = torch.softmax(full[n_prompt - 1:-1].double(), -1)
     assert torch.allclose(got["top1"].double(), p.max(-1).values, atol=1e-5)
     assert torch.allclose(got["entropy"].double(), -(p * p.clamp_min(1e-300).log()).sum(-1), atol=1e-4)
+
+
+def test_batched_forward_passes_give_the_one_at_a_time_statistics(tmp_path, write_jsonl, peaked_model_dir):
+    """The GPU path (several right-padded responses per forward pass, the LM head only at
+    response positions) against the CPU default (one response per pass), per position and
+    through the whole stage on the CPU."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(peaked_model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(peaked_model_dir)
+    rows = ROWS + [{**ROWS[0], "completion": "Sure: ```python\nx = 1\n```", "finish_reason": "length"}]
+    seqs = tokenized(tok, rows, None)
+    assert len({len(ids) for ids, _ in seqs}) == 3  # padding really happens
+    cfg = AnalyzeConfig(samples="x", base="x", ssd="x", out="x", truncation=TRUNC, t_eval=[0.7, 1.2],
+                        chunk_positions=4)
+    for got, (ids, n_prompt) in zip(batch_stats(model, seqs, cfg), seqs):
+        want = response_stats(model, ids, n_prompt, cfg)
+        for key in want:
+            assert torch.allclose(got[key].double(), want[key].double(), atol=1e-4), key
+    samples = write_jsonl("s.jsonl", rows)
+    one = analyze(_config(tmp_path / "one", samples, peaked_model_dir, peaked_model_dir, device="cpu"))
+    batched = analyze(_config(tmp_path / "batched", samples, peaked_model_dir, peaked_model_dir, device="cpu",
+                              batch_size=2))
+    assert one["models"]["base"]["device"] == "cpu"
+    assert _close(one["diagnostics"], batched["diagnostics"])  # equal to float rounding
+    assert _close(one["differences"], batched["differences"])
+
+
+def _close(a, b, tol=1e-5) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(a - b) <= tol * max(1.0, abs(a))
+    return a == b
 
 
 def test_same_model_twice_gives_identical_diagnostics(tmp_path, write_jsonl, peaked_model_dir):

@@ -143,3 +143,23 @@ def test_engine_config_validation():
     with pytest.raises(ValueError, match="base_url"):
         EngineConfig(backend="openai")
 
+
+
+def test_the_device_is_chosen_recorded_and_never_contradicted(tiny_model_dir):
+    """auto runs where a GPU is visible and says so; the dtype follows the device it
+    really runs on; cuda asked for where torch sees none is one clear error."""
+    from selfdistill.errors import SelfdistillError as Error
+    from selfdistill.generation import resolve_device
+
+    b = TransformersBackend.from_spec(str(tiny_model_dir), EngineConfig(dtype="auto", device="auto"))
+    d = b.describe()
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert d["device"] == want == str(next(b.model.parameters()).device.type)
+    assert ("GPU" in d["dtype_reason"]) == (want == "cuda")
+    assert b.generate([MSGS], DecodingConfig(temperature=0, top_k=0, top_p=1.0, min_p=0.0, max_tokens=3,
+                                             n=1, seed=0), [0])[0].completion_tokens > 0
+    if not torch.cuda.is_available():
+        with pytest.raises(Error, match="device cuda was asked for"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError):
+        EngineConfig(device="tpu")

@@ -79,6 +79,9 @@ class AnalyzeConfig:
     bootstrap_samples: int = field(default=2000, metadata={"help": "bootstrap resamples of the responses"})
     bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
     dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16 | auto"})
+    device: str = field(default="auto", metadata={"help": "auto (cuda where a GPU is visible, else cpu), cpu, cuda"})
+    batch_size: int = field(default=1, metadata={
+        "help": "responses per forward pass (right-padded; more fills a GPU, 1 computes no padding on a CPU)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
@@ -86,8 +89,10 @@ class AnalyzeConfig:
             raise ValueError("t_eval and binned_t_eval must be positive temperatures")
         if not 0 < self.fork_top1 < self.lock_top1 <= 1 or not 0 < self.fork_top20 <= 1:
             raise ValueError("thresholds must satisfy 0 < fork_top1 < lock_top1 <= 1, 0 < fork_top20 <= 1")
-        if self.chunk_positions <= 0 or self.bootstrap_samples <= 0:
-            raise ValueError("chunk_positions and bootstrap_samples must be positive")
+        if self.chunk_positions <= 0 or self.bootstrap_samples <= 0 or self.batch_size <= 0:
+            raise ValueError("chunk_positions, bootstrap_samples and batch_size must be positive")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError("device must be auto, cpu or cuda")
 
 
 def read_responses(path: Path, limit: int | None) -> list[dict[str, Any]]:
@@ -276,15 +281,16 @@ def _classify(stats: dict[str, Any], config: AnalyzeConfig) -> dict[str, Any]:
     return {"lock": lock, "fork": fork, "other": ~(lock | fork)}
 
 
-def _load(spec: str, dtype: str) -> tuple[Any, Any, dict[str, Any]]:
-    from selfdistill.generation import resolve_dtype
+def _load(spec: str, dtype: str, device: str) -> tuple[Any, Any, dict[str, Any]]:
+    from selfdistill.generation import resolve_device, resolve_dtype
     from selfdistill.models import fingerprint, load_model, load_tokenizer, resolve_model
 
     ref = resolve_model(spec)
-    resolved, why = resolve_dtype(dtype)
-    model = load_model(ref, resolved).eval()
+    device, device_why = resolve_device(device)
+    resolved, why = resolve_dtype(dtype, device)
+    model = load_model(ref, resolved).to(device).eval()
     return model, load_tokenizer(ref), {"spec": spec, "content": fingerprint(ref), "dtype": resolved,
-                                        "dtype_reason": why}
+                                        "dtype_reason": why, "device": device, "device_reason": device_why}
 
 
 def end_of_turn_id(tokenizer: Any) -> int | None:
@@ -327,10 +333,39 @@ def response_stats(model: Any, ids: list[int], n_prompt: int, config: AnalyzeCon
     if n_resp <= 0:
         return None
     with torch.inference_mode():
-        logits = model(torch.tensor([ids]), logits_to_keep=n_resp + 1).logits[0, :-1]
-        chunks = [position_stats(logits[start:start + config.chunk_positions], config)
-                  for start in range(0, n_resp, config.chunk_positions)]
-    return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+        logits = model(torch.tensor([ids], device=model.device), logits_to_keep=n_resp + 1).logits[0, :-1]
+        return _chunked_stats(logits, config)
+
+
+def _chunked_stats(logits: Any, config: AnalyzeConfig) -> dict[str, Any]:
+    import torch
+
+    chunks = [position_stats(logits[start:start + config.chunk_positions], config)
+              for start in range(0, logits.shape[0], config.chunk_positions)]
+    return {k: torch.cat([c[k] for c in chunks]).cpu() for k in chunks[0]}
+
+
+def batch_stats(model: Any, seqs: list[tuple[list[int], int]], config: AnalyzeConfig) -> list[dict[str, Any]]:
+    """`response_stats` of several sequences from one forward pass: right-padded (a causal
+    model's positions never see the padding after them), the decoder run once, the LM
+    head applied only at each row's response positions. The same statistics as one
+    sequence at a time (tested), for filling a GPU."""
+    import torch
+
+    width = max(len(ids) for ids, _ in seqs)
+    pad = 0
+    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in seqs], device=model.device)
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in seqs], device=model.device)
+    with torch.inference_mode():
+        hidden = model.get_decoder()(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        head = model.get_output_embeddings()
+        out = []
+        for row, (ids, n_prompt) in enumerate(seqs):  # the head chunk by chunk: no [T, V] tensor
+            states = hidden[row, n_prompt - 1:len(ids) - 1]
+            chunks = [position_stats(head(states[i:i + config.chunk_positions]), config)
+                      for i in range(0, states.shape[0], config.chunk_positions)]
+            out.append({k: torch.cat([c[k] for c in chunks]).cpu() for k in chunks[0]})
+        return out
 
 
 def analyze(config: AnalyzeConfig) -> dict[str, Any]:
@@ -342,14 +377,14 @@ def analyze(config: AnalyzeConfig) -> dict[str, Any]:
     rows = read_responses(Path(config.samples), config.limit)
     out = Path(config.out)
     models, speed, sums = {}, {}, {}
-    base_model, base_tok, models["base"] = _load(config.base, config.dtype)
+    base_model, base_tok, models["base"] = _load(config.base, config.dtype, config.device)
     seqs = tokenized(base_tok, rows, config.max_response_tokens)
     keep = [i for i, (ids, n_prompt) in enumerate(seqs) if len(ids) > n_prompt]
     classes: dict[int, tuple[dict[str, Any], Any]] = {}  # by the base model, per response
     for name in ("base", "ssd"):
         if name == "ssd":
             del base_model
-            model, tok, models["ssd"] = _load(config.ssd, config.dtype)
+            model, tok, models["ssd"] = _load(config.ssd, config.dtype, config.device)
             if tok.get_vocab() != base_tok.get_vocab():
                 raise SelfdistillError("the base and SSD models have different vocabularies; "
                                        "positions cannot be compared")
@@ -357,11 +392,19 @@ def analyze(config: AnalyzeConfig) -> dict[str, Any]:
             model = base_model
         sums[name] = _Sums(len(config.t_eval))
         start = time.monotonic()
-        for i in tqdm(keep, desc=f"analyze {name}", unit="resp", disable=not config.progress):
-            stats = response_stats(model, *seqs[i], config)
-            if name == "base":
-                classes[i] = (_classify(stats, config), top20_bin(stats))
-            sums[name].add(stats, *classes[i])
+        bar = tqdm(total=len(keep), desc=f"analyze {name}", unit="resp", disable=not config.progress)
+        for first in range(0, len(keep), config.batch_size):
+            batch = keep[first:first + config.batch_size]
+            if len(batch) == 1:
+                got = [response_stats(model, *seqs[batch[0]], config)]
+            else:
+                got = batch_stats(model, [seqs[i] for i in batch], config)
+            for i, stats in zip(batch, got):
+                if name == "base":
+                    classes[i] = (_classify(stats, config), top20_bin(stats))
+                sums[name].add(stats, *classes[i])
+            bar.update(len(batch))
+        bar.close()
         elapsed = time.monotonic() - start
         positions = sum(len(seqs[i][0]) - seqs[i][1] for i in keep)
         speed[name] = {"positions": positions, "seconds": round(elapsed, 2),

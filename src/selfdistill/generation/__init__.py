@@ -132,6 +132,23 @@ def resolve_dtype(dtype: str, device: str | None = None) -> tuple[str, str]:
     return "float32", f"auto: CPU has no native bf16 ({capability}); bf16 would be emulated"
 
 
+def resolve_device(device: str) -> tuple[str, str]:
+    """`auto` -> cuda where a GPU is visible, else cpu; an explicit cuda without one is an
+    error. Returns (device, why), recorded beside the outputs with the dtype it implies."""
+    import torch
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device == "auto":
+        return ("cuda", "auto: GPU visible") if torch.cuda.is_available() else ("cpu", "auto: no GPU")
+    if device == "cuda" and not torch.cuda.is_available():
+        from selfdistill.errors import SelfdistillError
+
+        raise SelfdistillError("device cuda was asked for, but torch sees no GPU "
+                               f"(torch {torch.__version__}, CUDA build: {torch.version.cuda is not None})")
+    return device, "set explicitly"
+
+
 # name -> "module:class"; imported only when chosen, so vLLM and openai stay optional
 BACKENDS = {
     "transformers": "selfdistill.generation.transformers_backend:TransformersBackend",
@@ -162,6 +179,9 @@ class EngineConfig:
     max_model_len: int | None = field(default=None, metadata={
         "help": "vllm: context length (prompt + response); default: the model's"})
     gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vllm on GPU: memory share"})
+    device: str = field(default="auto", metadata={
+        "help": "transformers: auto (cuda where a GPU is visible, else cpu), cpu or cuda; vLLM and "
+                "servers run where their build does"})
     enforce_eager: bool = field(default=False, metadata={
         "help": "vllm: run the model eagerly, without torch.compile and graph capture (faster "
                 "start-up, slower decoding)"})
@@ -173,6 +193,8 @@ class EngineConfig:
             raise ValueError("endpoint must be chat or completions")
         if self.backend == "openai" and not self.base_url:
             raise ValueError("backend openai needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError("device must be auto, cpu or cuda")
         if self.concurrency <= 0 or self.tensor_parallel_size <= 0:
             raise ValueError("concurrency and tensor_parallel_size must be positive")
 

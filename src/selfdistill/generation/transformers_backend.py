@@ -18,6 +18,7 @@ from selfdistill.generation import (
     DecodingConfig,
     EngineConfig,
     Generation,
+    resolve_device,
     resolve_dtype,
     stop_token_ids,
 )
@@ -35,13 +36,14 @@ _WARPERS = {
 class TransformersBackend:
     """Batched `generate`; the model's shipped generation defaults are ignored."""
 
-    def __init__(self, ref: ModelRef, dtype: str = "auto"):
+    def __init__(self, ref: ModelRef, dtype: str = "auto", device: str = "auto"):
         from transformers import GenerationConfig
 
         self.ref = ref
-        self.dtype, self.dtype_reason = resolve_dtype(dtype)
+        self.device, self.device_reason = resolve_device(device)
+        self.dtype, self.dtype_reason = resolve_dtype(dtype, self.device)
         self.tokenizer = load_tokenizer(ref)
-        self.model = load_model(ref, self.dtype).eval()
+        self.model = load_model(ref, self.dtype).to(self.device).eval()
         self.eos_ids = stop_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
         shipped = self.model.generation_config.to_diff_dict()
         self.ignored_model_defaults = {k: v for k, v in shipped.items()
@@ -51,7 +53,7 @@ class TransformersBackend:
 
     @classmethod
     def from_spec(cls, spec: str, engine: EngineConfig) -> TransformersBackend:
-        return cls(resolve_model(spec), engine.dtype)
+        return cls(resolve_model(spec), engine.dtype, engine.device)
 
     def describe(self) -> dict[str, Any]:
         import torch
@@ -64,7 +66,9 @@ class TransformersBackend:
             "model": self.ref.describe(),
             "dtype": self.dtype,
             "dtype_reason": self.dtype_reason,
-            "device": "cpu",
+            "device": self.device,
+            "device_reason": self.device_reason,
+            "gpu": torch.cuda.get_device_name() if self.device == "cuda" else None,
             "cpu": cpu_name(),
             "transformers": transformers.__version__,
             "torch": torch.__version__,
@@ -94,7 +98,7 @@ class TransformersBackend:
         """The processor list `generate` builds for this decoding (the same calls it makes)."""
         config, _ = self.model._prepare_generation_config(self.generation_config(decoding))
         return self.model._get_logits_processor(generation_config=config, input_ids_seq_length=1,
-                                                device="cpu", model_kwargs={})
+                                                device=self.device, model_kwargs={})
 
     def effective_sampler(self, decoding: DecodingConfig) -> dict[str, Any]:
         """What `generate` really runs, read off the processors transformers builds; refuses
@@ -131,7 +135,7 @@ class TransformersBackend:
         self.effective_sampler(decoding)
         texts = [self.render(m) for m in prompts]
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, padding_side="left",
-                             add_special_tokens=False)
+                             add_special_tokens=False).to(self.device)
         torch.manual_seed(seeds[0])
         with torch.inference_mode():
             out = self.model.generate(**enc, generation_config=self.generation_config(decoding))
