@@ -5,6 +5,7 @@
 # 16, 1 warm-up step, cosine to a tenth, the run's optimiser), then `analyze` of 32 SSD
 # samples the pilot never trained on (the last 32), teacher-forced through the base model
 # and the pilot model. Every step is a resumable stage: rerun the script until it says done.
+# Ends with the rule applied (benchmarks/powered_pilot_rule.py, PILOT_DIR/decision.json).
 # Usage: bash benchmarks/powered_pilot.sh [RUN_DIR] [PILOT_DIR]
 set -euo pipefail
 run=${1:-runs/powered-0.5b}
@@ -32,3 +33,4 @@ for lr in 1e-5 5e-5; do
   echo "lr $lr: analyze $(( $(date +%s) - start )) s"
 done
 echo "pilot done: $pilot"
+"${PYTHON:-.venv/bin/python}" benchmarks/powered_pilot_rule.py "$pilot"
