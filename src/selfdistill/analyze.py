@@ -337,11 +337,15 @@ def response_stats(model: Any, ids: list[int], n_prompt: int, config: AnalyzeCon
         return _chunked_stats(logits, config)
 
 
-def _chunked_stats(logits: Any, config: AnalyzeConfig) -> dict[str, Any]:
+def _chunked_stats(rows: Any, config: AnalyzeConfig, head: Any = None) -> dict[str, Any]:
+    """position_stats over `rows` (logits, or hidden states that `head` turns into logits
+    chunk by chunk, so no [positions, vocabulary] tensor is made), joined on the CPU."""
     import torch
 
-    chunks = [position_stats(logits[start:start + config.chunk_positions], config)
-              for start in range(0, logits.shape[0], config.chunk_positions)]
+    chunks = []
+    for start in range(0, rows.shape[0], config.chunk_positions):
+        part = rows[start:start + config.chunk_positions]
+        chunks.append(position_stats(part if head is None else head(part), config))
     return {k: torch.cat([c[k] for c in chunks]).cpu() for k in chunks[0]}
 
 
@@ -359,13 +363,8 @@ def batch_stats(model: Any, seqs: list[tuple[list[int], int]], config: AnalyzeCo
     with torch.inference_mode():
         hidden = model.get_decoder()(input_ids=input_ids, attention_mask=mask).last_hidden_state
         head = model.get_output_embeddings()
-        out = []
-        for row, (ids, n_prompt) in enumerate(seqs):  # the head chunk by chunk: no [T, V] tensor
-            states = hidden[row, n_prompt - 1:len(ids) - 1]
-            chunks = [position_stats(head(states[i:i + config.chunk_positions]), config)
-                      for i in range(0, states.shape[0], config.chunk_positions)]
-            out.append({k: torch.cat([c[k] for c in chunks]).cpu() for k in chunks[0]})
-        return out
+        return [_chunked_stats(hidden[row, n_prompt - 1:len(ids) - 1], config, head)
+                for row, (ids, n_prompt) in enumerate(seqs)]
 
 
 def analyze(config: AnalyzeConfig) -> dict[str, Any]:

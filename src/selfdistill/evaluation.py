@@ -34,7 +34,7 @@ from selfdistill.generation import DecodingConfig, EngineConfig
 from selfdistill.judge import SandboxConfig, judge_description, judge_key, judge_many
 from selfdistill.metrics import compute_metrics
 from selfdistill.problems import Problem, ProblemSet, load_problems
-from selfdistill.prompts import extract_code
+from selfdistill.prompts import code_of
 from selfdistill.records import StageKey, open_stage
 from selfdistill.rollouts import generate, generation_key, parse_shard
 
@@ -105,7 +105,7 @@ def score(
     items, samples, keys = [], [], []
     for p in problems:
         for row in grouped[p.task_id]:
-            code = extract_code(row["completion"], row.get("thought_open", False))
+            code = code_of(row)
             items.append((p, code))
             samples.append({**row, "code": code})
             digest = hashlib.sha256((code if code is not None else "\0none").encode()).hexdigest()[:16]

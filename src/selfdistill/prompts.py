@@ -95,6 +95,17 @@ def extract_code(response: str, thought_open: bool = False) -> str | None:
     return code if code.strip() else None
 
 
+def answer_of(row: dict) -> str:
+    """A generated (or given) row's answer: its completion after the thought, by the row's
+    own `thought_open` (absent: the prompt opened none)."""
+    return strip_thinking(row["completion"], row.get("thought_open", False))
+
+
+def code_of(row: dict) -> str | None:
+    """The code a row's answer holds (extract_code of its completion, by its `thought_open`)."""
+    return extract_code(row["completion"], row.get("thought_open", False))
+
+
 def render_chat(tokenizer, messages: list[dict[str, str]], completion: str | None = None) -> str:
     """The one rendering of chat messages through a model's chat template, shared by every
     local engine and by teacher-forcing: the prompt with the generation prompt appended,

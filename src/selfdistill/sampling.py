@@ -28,7 +28,7 @@ from selfdistill.config import provenance, to_dict
 from selfdistill.files import atomic_write_text
 from selfdistill.generation import DecodingConfig, EngineConfig
 from selfdistill.problems import ProblemSet, load_problems
-from selfdistill.prompts import extract_code, strip_thinking
+from selfdistill.prompts import answer_of, code_of
 from selfdistill.records import StageKey, open_stage
 from selfdistill.rollouts import generate, generation_key, parse_shard
 
@@ -62,18 +62,12 @@ def is_stub(text: str) -> bool:
     return sum(1 for line in text.splitlines() if line.strip()) <= 1
 
 
-def answer(row: dict[str, Any]) -> str:
-    """What a response says after its thought (all of it for a model that does not think;
-    nothing for a thought that never closed: prompts.strip_thinking)."""
-    return strip_thinking(row["completion"], row.get("thought_open", False))
-
-
 def apply_filter(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     """The post-filter: whole rows are kept (thought included); emptiness and stubs are
     judged on the answer."""
     if name == "none":
         return list(rows)
-    kept = [r for r in rows if answer(r).strip() and not is_stub(answer(r))]
+    kept = [r for r in rows if not is_stub(answer_of(r))]  # an empty answer is a stub too
     if name == "release" and kept:
         cutoff = np.quantile([len(r["completion"]) for r in kept], 0.10)
         kept = [r for r in kept if len(r["completion"]) >= cutoff]
@@ -96,9 +90,8 @@ def summarise(rows: list[dict[str, Any]], kept: list[dict[str, Any]], filter_nam
         "kept": len(kept),
         "filter": filter_name,
         "truncated_share": share([r["finish_reason"] == "length" for r in rows]),
-        "with_code_share": share([extract_code(r["completion"], r.get("thought_open", False)) is not None
-                                  for r in rows]),
-        "empty_share": share([not answer(r).strip() for r in rows]),
+        "with_code_share": share([code_of(r) is not None for r in rows]),
+        "empty_share": share([not answer_of(r).strip() for r in rows]),
         "unfinished_thought_share": share([r.get("thought_open", False) and "</think>" not in r["completion"]
                                            for r in rows]),
         "completion_tokens": dist(tokens),

@@ -93,10 +93,7 @@ class JudgeState:
 
     def kill(self, pgid: int) -> None:
         """Kill a sandbox's whole process group (it may be gone already)."""
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _killpg(pgid)
         with self._lock:
             self._live.discard(pgid)
 
@@ -107,14 +104,18 @@ class JudgeState:
             live, self._live = list(self._live), set()
             zygote, self._zygote = self._zygote, None
         for pgid in live:
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _killpg(pgid)
         if zygote is not None:
             zygote.close()
         close_all_checkers()
         cgroups.remove_all()
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 STATE = JudgeState()
@@ -130,11 +131,10 @@ def judge(problem: Problem, code: str | None, config: SandboxConfig) -> Executio
     deadline = (config.timeout_s + 1) * total + 5  # LiveCodeBench's global timeout
     if mode == "rpc":
         deadline = 2 * config.timeout_s + 1  # compiling the program, then the whole check()
-    state = STATE
     job = build_job(problem, code, config, mode, deadline,
-                    state.fresh_uid() if config.isolation == "namespaces" else None)
+                    STATE.fresh_uid() if config.isolation == "namespaces" else None)
     start = time.monotonic()
-    result = _run(state, job, problem, config, total, start + deadline)
+    result = _run(STATE, job, problem, config, total, start + deadline)
     result.wall_s = round(time.monotonic() - start, 3)
     if mode == "script":
         result.decided = "sandbox"
@@ -211,12 +211,12 @@ def _control(state: JudgeState, event: dict[str, Any], exit_info: dict[str, Any]
         state.observed.update(user_namespace=event.get("user_namespace"), seccomp=event.get("seccomp"))
 
 
-def _decide(live: JudgeState, chans: Channels, problem: Problem, mode: str, total: int, end: float,
+def _decide(state: JudgeState, chans: Channels, problem: Problem, mode: str, total: int, end: float,
             exit_info: dict[str, Any], checker: Checker, check_s: float) -> ExecutionResult:
     """Shuttle the program's result lines to the checker, which decides; handle our own
     control channel here. Every way this can end (the channels close, the deadline
     passes, a channel breaks its caps) is told to the checker, whose verdict it is."""
-    state: dict[str, Any] = {"passed": 0, "running": None}
+    progress: dict[str, Any] = {"passed": 0, "running": None}
     # Each test's limit, enforced from here too, so that a program that ignores the alarm
     # in its sandbox cannot spend the whole job's deadline on one test: timeout_s + 1 from
     # the test's start to its result; the sandbox's start-up and the program's top level
@@ -226,15 +226,15 @@ def _decide(live: JudgeState, chans: Channels, problem: Problem, mode: str, tota
         kind, data = checker.begin(problem, mode, total, end, check_s)
         while kind != b"V":
             if kind == b"S":
-                if data["running"] is not None and data["running"] != state["running"]:
+                if data["running"] is not None and data["running"] != progress["running"]:
                     test_end = min(end, time.monotonic() + check_s + 1)
                 elif data["running"] is None:
                     test_end = end  # between tests: the harness's own work
-                state = data
+                progress = data
             elif kind == b"C":  # rpc: a call of the candidate, into the sandbox
                 chans.send(data, end)
             try:
-                line = _next_result(live, chans, end if mode == "rpc" else test_end, exit_info)
+                line = _next_result(state, chans, end if mode == "rpc" else test_end, exit_info)
             except Deadline:
                 error = "wall-clock limit exceeded" if time.monotonic() >= end or mode == "rpc" else \
                     "time limit exceeded (enforced by the evaluator: the program outlived its alarm)"
@@ -248,7 +248,7 @@ def _decide(live: JudgeState, chans: Channels, problem: Problem, mode: str, tota
             else:
                 kind, data = checker.line(line, end)
     except CheckerDied as e:
-        return ExecutionResult(e.status, state["passed"], total, {"i": state["running"], "error": e.error})
+        return ExecutionResult(e.status, progress["passed"], total, {"i": progress["running"], "error": e.error})
     return ExecutionResult(data["status"], data["passed"], total, data["failure"])
 
 
