@@ -15,6 +15,10 @@ into one comparison add their variances, each weighted by its share of the probl
     python benchmarks/power.py --run runs/powered-0.5b --t-eval 0.6
         # s re-estimated from the base model's measured cell at that T_eval
         # (Var of observed rates = s mu(1-mu) + (1-s) mu(1-mu) / n), per source
+    python benchmarks/power.py --run runs/powered-0.5b --t-eval 0.6 --against 0.8
+        # and a reference point for rho: how the same model's per-problem rates at two
+        # T_eval correlate, observed and corrected for the noise of n responses (the
+        # observed correlation of two noisy rates understates that of the true ones)
 """
 
 from __future__ import annotations
@@ -58,6 +62,42 @@ def measured(run: Path, t_eval: float) -> dict[str, tuple[int, float, float]]:
     return out
 
 
+def _rates(run: Path, t_eval: float) -> dict[str, tuple[str, float, int]]:
+    cell = run / "base_eval" / f"T{t_eval:g}" / "results.json"
+    return {p["task_id"]: (p.get("source") or "all", p["correct"] / p["n"], p["n"])
+            for p in json.loads(cell.read_text())["problems"]}
+
+
+def _corr(xs: list[float], ys: list[float]) -> float:
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    sxx, syy = sum((x - mx) ** 2 for x in xs), sum((y - my) ** 2 for y in ys)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
+
+
+def correlation(run: Path, t_a: float, t_b: float) -> dict[str, tuple[int, float, float]]:
+    """Per source and pooled: (problems, observed correlation of per-problem rates between
+    the base cells at t_a and t_b, the same corrected for attenuation). Each cell's
+    reliability is the share of its observed variance that lies between problems,
+    s / (s + (1 - s) / n) with s from `measured`."""
+    a, b = _rates(run, t_a), _rates(run, t_b)
+    common = [k for k in a if k in b]
+    share_a, share_b = measured(run, t_a), measured(run, t_b)
+    out = {}
+    for source in sorted({a[k][0] for k in common}) + ["pooled"]:
+        keys = [k for k in common if source == "pooled" or a[k][0] == source]
+        r = _corr([a[k][1] for k in keys], [b[k][1] for k in keys])
+        if source == "pooled":
+            out[source] = (len(keys), r, float("nan"))
+            continue
+        rel = 1.0
+        for shares, rates in ((share_a, a), (share_b, b)):
+            s, n = shares[source][2], min(rates[k][2] for k in keys)
+            rel *= s / (s + (1 - s) / n) if s > 0 else float("nan")
+        out[source] = (len(keys), r, max(-1.0, min(1.0, r / math.sqrt(rel))) if rel > 0 else float("nan"))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rho", type=float, default=0.9, help="between-model correlation of true rates")
@@ -65,7 +105,10 @@ def main() -> None:
     ap.add_argument("--n", default="1,4,8", help="responses per problem to tabulate")
     ap.add_argument("--run", type=Path, help="estimate mu and the share from this run's base grid")
     ap.add_argument("--t-eval", type=float, default=0.6, help="the base cell to estimate from")
+    ap.add_argument("--against", type=float, help="with --run: correlate the base cells at --t-eval and this T_eval")
     args = ap.parse_args()
+    if args.against is not None and not args.run:
+        ap.error("--against needs --run")
     if args.run:
         parts = measured(args.run, args.t_eval)
         print(f"measured from {args.run}/base_eval/T{args.t_eval:g} (rho {args.rho} assumed):")
@@ -81,6 +124,12 @@ def main() -> None:
     if len(parts) > 1:
         count = sum(p[0] for p in parts.values())
         print(f"| pooled | {count} | | | " + " | ".join(f"{100 * mde(parts, args.rho, n):.1f}" for n in ns) + " |")
+    if args.against is not None:
+        print(f"\nper-problem pass rates of the base model, T {args.t_eval:g} against T {args.against:g}:")
+        print("| benchmark | problems | observed correlation | corrected for n |")
+        print("|---|---|---|---|")
+        for name, (count, r, true_r) in correlation(args.run, args.t_eval, args.against).items():
+            print(f"| {name} | {count} | {r:.3f} | " + ("" if math.isnan(true_r) else f"{true_r:.3f}") + " |")
 
 
 if __name__ == "__main__":
