@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from selfdistill.errors import SelfdistillError
 from selfdistill.judge import SandboxConfig, judge, judge_many
 from selfdistill.judge.semantics import CodecError, decode, encode
 from selfdistill.problems import Problem, TestCase, load_problems
@@ -371,3 +372,47 @@ def test_codec_carries_long_and_cyclic_node_structures_without_recursion():
     a.next.next = a
     b = decode(encode(a, ["ListNode"]), {"ListNode": ListNode})
     assert b.next.next is b
+
+
+# ---------------------------------------------------------------- a sandbox that fails to start
+
+
+def _humaneval_first():
+    problem = load_problems("humaneval[:1]").problems[0]
+    return problem, problem.starter_code + problem.metadata["canonical_solution"]
+
+
+# RLIMIT_NOFILE above the kernel's nr_open: setrlimit refuses it inside the sandbox, while it
+# is being set up, before the program's code runs (a real failure of the judge's own setup)
+UNSTARTABLE = SandboxConfig(open_files=1 << 30)
+
+
+def test_a_sandbox_that_fails_to_start_leaves_nothing_for_the_next_program():
+    # HumanEval is judged by rpc: the checker runs check() and waits inside its first call
+    # of the candidate when the sandbox fails; the next program must not meet that session
+    # (it used to get "unexpected request b'B' during a call" as its verdict)
+    from selfdistill.judge.runner import SETUP_RETRIES_S, STATE
+
+    problem, canonical = _humaneval_first()
+    uids = len(STATE._uids)
+    with pytest.raises(SelfdistillError, match="internal judge error"):
+        judge(problem, canonical, UNSTARTABLE)
+    assert len(STATE._uids) - uids == len(SETUP_RETRIES_S) + 1  # tried again before giving up
+    for code in (canonical, problem.starter_code + "    pass\n", canonical):
+        expected = "passed" if code == canonical else "failed"
+        assert judge(problem, code, SandboxConfig()).status == expected
+
+
+def test_the_checker_takes_a_new_program_in_the_middle_of_a_call():
+    from selfdistill.judge.checker import Checker
+
+    problem, _ = _humaneval_first()
+    checker = Checker(1024)
+    try:
+        end = time.monotonic() + 30
+        kind, _ = checker.begin(problem, "rpc", 1, end, 6)
+        assert kind == b"C"  # check() calls the candidate and waits for its answer
+        kind, _ = checker.begin(problem, "rpc", 1, end, 6)  # the evaluator moved on
+        assert kind == b"C"  # the new program's first call, not a verdict on the old one
+    finally:
+        checker.close()

@@ -115,14 +115,19 @@ class Cgroup:
         return self.oom_kills() > self.baseline
 
     def empty(self) -> bool:
-        """No sandbox process left: at most the one nursery process that forks them."""
+        """No sandbox process left: at most the one nursery process that forks them, listed
+        or still counted. A killed process leaves cgroup.procs before the pids controller
+        stops counting it (when it is reaped), and a sandbox started in a group still full
+        of such processes would have its forks refused (EAGAIN) at pids.max."""
         try:
             for path in self.procs:
                 with open(path) as f:
                     if len(f.read().split()) > 1:
                         return False
-            return True
-        except OSError:
+            pids = self.dirs[1] if self.kind == "v1" else self.dirs[0]  # v1: memory, pids, cpu
+            with open(os.path.join(pids, "pids.current")) as f:
+                return int(f.read()) <= 1
+        except (OSError, ValueError):
             return False
 
     def remove(self) -> None:

@@ -80,6 +80,17 @@ class _Ended(BaseException):
         self.status, self.error = status, error
 
 
+class _MovedOn(BaseException):
+    """The evaluator sent the next program's B while this one's check() waited for an
+    answer (it gave up on this program: its sandbox failed, say). A BaseException, so
+    that the problem's check() cannot catch it; the session ends without a verdict and
+    the next one begins with that B."""
+
+    def __init__(self, payload: bytes):
+        super().__init__("moved on")
+        self.payload = payload
+
+
 class _Session:
     """One program: its referee, fed line by line; or, in rpc mode, HumanEval's check()."""
 
@@ -113,6 +124,8 @@ class _Session:
             if kind == b"E":
                 ended = json.loads(payload)
                 raise _Ended(ended["status"], ended["error"])
+            if kind == b"B":
+                raise _MovedOn(payload)
             if kind != b"L":
                 raise RuntimeError(f"unexpected request {kind!r} during a call")
             try:
@@ -179,6 +192,8 @@ class _Serve:
                     return kind, payload  # the evaluator moved on (it decided this one itself)
                 else:
                     kind, payload = self.answer(b"X", {"error": f"unexpected request {kind!r}"})
+        except _MovedOn as m:
+            return b"B", m.payload  # never answered: that B is the next program's, not this one's
         except Verdict as v:
             return self._verdict(v.status, v.passed, v.failure)
         except ProtocolError as e:
@@ -294,6 +309,13 @@ class Checker:
         if kind == b"X":
             raise SelfdistillError(f"internal judge error (not the program's fault): {json.loads(payload)['error']}")
         return kind, (payload if kind == b"C" else json.loads(payload) if payload else None)
+
+    def abandon(self) -> None:
+        """The evaluator gave up on the program this checker is judging (its sandbox failed
+        to start, the judge itself failed): the checker may still be inside that program's
+        session, waiting for a line, so the next program gets a fresh checker and no
+        answer meant for one program is ever read as another's."""
+        self._reap()
 
     def _reap(self) -> None:
         if self.proc is not None:

@@ -121,6 +121,14 @@ def _killpg(pgid: int) -> None:
 STATE = JudgeState()
 atexit.register(STATE.close)
 
+# a sandbox that failed to come up (a fork refused with EAGAIN, say) is tried again after
+# these pauses: the program never ran, so running it again changes nothing it could see
+SETUP_RETRIES_S = (0.2, 1.0)
+
+
+class SandboxSetupFailed(SelfdistillError):
+    """The sandbox failed while it was being set up, before the program's code ran."""
+
 
 def judge(problem: Problem, code: str | None, config: SandboxConfig) -> ExecutionResult:
     """Run `code` against `problem`'s tests. `None` or empty code is status `no_code`."""
@@ -131,10 +139,17 @@ def judge(problem: Problem, code: str | None, config: SandboxConfig) -> Executio
     deadline = (config.timeout_s + 1) * total + 5  # LiveCodeBench's global timeout
     if mode == "rpc":
         deadline = 2 * config.timeout_s + 1  # compiling the program, then the whole check()
-    job = build_job(problem, code, config, mode, deadline,
-                    STATE.fresh_uid() if config.isolation == "namespaces" else None)
-    start = time.monotonic()
-    result = _run(STATE, job, problem, config, total, start + deadline)
+    for pause in (*SETUP_RETRIES_S, None):
+        job = build_job(problem, code, config, mode, deadline,
+                        STATE.fresh_uid() if config.isolation == "namespaces" else None)
+        start = time.monotonic()
+        try:
+            result = _run(STATE, job, problem, config, total, start + deadline)
+            break
+        except SandboxSetupFailed:
+            if pause is None:
+                raise
+            time.sleep(pause)
     result.wall_s = round(time.monotonic() - start, 3)
     if mode == "script":
         result.decided = "sandbox"
@@ -173,7 +188,11 @@ def _run(state: JudgeState, job: Job, problem: Problem, config: SandboxConfig, t
             ours["requests"] = -1
         chans = Channels(ours, max(total, 1), line_cap, line_cap * (total + 2), config.output_cap_bytes)
         checker = checker_for_thread(max(config.memory_mb, CHECKER_MIN_MB))
-        result = _decide(state, chans, problem, job.mode, total, end, exit_info, checker, config.timeout_s)
+        try:
+            result = _decide(state, chans, problem, job.mode, total, end, exit_info, checker, config.timeout_s)
+        except BaseException:
+            checker.abandon()
+            raise
     finally:
         if pgid is not None:
             state.kill(pgid)
@@ -203,8 +222,8 @@ def _control(state: JudgeState, event: dict[str, Any], exit_info: dict[str, Any]
             "unprivileged user namespaces (sysctl user.max_user_namespaces > 0, and "
             "kernel.unprivileged_userns_clone = 1 where that exists); --unsafe-no-isolation "
             "runs programs without it (see SECURITY.md)")
-    if kind == "harness_error":
-        raise SelfdistillError(f"internal judge error (not the program's fault): {event.get('error')}")
+    if kind == "harness_error":  # sent only before the program's code runs (server.run_job)
+        raise SandboxSetupFailed(f"internal judge error (not the program's fault): {event.get('error')}")
     if kind == "exit":
         exit_info.update(event)
     if kind == "ready":  # what the last sandbox that came up had, for judge_description
