@@ -416,3 +416,29 @@ def test_the_checker_takes_a_new_program_in_the_middle_of_a_call():
         assert kind == b"C"  # the new program's first call, not a verdict on the old one
     finally:
         checker.close()
+
+
+def test_sandboxes_leave_nothing_counted_in_their_cgroup():
+    # a killed sandbox's monitor is re-parented; where the machine's PID 1 does not reap
+    # it, each one stayed charged to the cgroup until pids.max refused every fork (EAGAIN)
+    import os
+
+    from selfdistill.judge import cgroups
+
+    if cgroups.backend().startswith("rlimits"):
+        pytest.skip("no cgroups here")
+    problem, canonical = _humaneval_first()
+    config = SandboxConfig(workers=1, max_processes=8)  # pids.max 9: 20 programs would exhaust it
+    made = len(cgroups._ALL)
+    results = judge_many([(problem, canonical)] * 20, config, progress=False)
+    assert [r.status for r in results] == ["passed"] * 20
+    groups = cgroups._ALL[made:]
+    assert len(groups) <= 2  # reused, one program after another
+    for group in groups:  # the last program's processes may still be exiting: wait for them
+        for _ in range(100):
+            if group.empty():
+                break
+            time.sleep(0.05)
+        pids = group.dirs[1] if group.kind == "v1" else group.dirs[0]
+        with open(os.path.join(pids, "pids.current")) as f:
+            assert int(f.read()) <= 1  # the nursery alone

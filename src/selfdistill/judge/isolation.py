@@ -50,6 +50,18 @@ def die_with_parent():
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def reap_orphans():
+    """Make this process the reaper of its descendants' orphans. A killed sandbox's monitor
+    outlives its parent for a moment and is re-parented; without this it went to the
+    machine's PID 1, which need not reap it (a container's init often does not), and every
+    such zombie stayed charged to the sandbox's cgroup until pids.max refused all forks
+    (EAGAIN). With SIGCHLD ignored here, the kernel reaps them at once."""
+    _sys(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
 MNT_DETACH = 2
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # the syscall has no libc wrapper
 

@@ -227,6 +227,7 @@ def serve(listen_fd):
     _warm()
     listener = socket.socket(fileno=listen_fd)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
+    isolation.reap_orphans()  # and so are the sandboxes' orphans, re-parented to us
     while True:
         ready, _, _ = select.select([listener, 0], [], [])
         if 0 in ready and not os.read(0, 1):
