@@ -205,9 +205,15 @@ def test_the_output_cap_says_nothing_about_the_expected_output():
 
 
 def _memory_holds(pid, needle):
-    """Whether process `pid`'s readable memory holds `needle` (root, or its ancestor, may look)."""
+    """Whether process `pid`'s readable memory holds `needle` (root, or its ancestor, may look).
+    A process gone while we look (a sandbox's orphan the zygote has just reaped) holds
+    nothing a later sandbox could inherit."""
     found = False
-    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+    try:
+        maps, mem = open(f"/proc/{pid}/maps"), open(f"/proc/{pid}/mem", "rb", 0)
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    with maps, mem:
         for line in maps:
             span, perms = line.split()[:2]
             if not perms.startswith("r") or "[vvar]" in line or "[vsyscall]" in line:
