@@ -30,9 +30,8 @@ from __future__ import annotations
 import os
 import sys
 
-for _name, _value in {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-                      "MKL_ENABLE_INSTRUCTIONS": "AVX2"}.items():
-    os.environ[_name] = _value  # before torch loads: each library reads its cap once
+CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+os.environ.update(CAPS)  # before torch loads: each library reads its cap once
 
 import torch  # noqa: E402  (after the variables it reads at load)
 import torch.cpu  # noqa: E402
@@ -57,8 +56,7 @@ def emulate() -> None:
 def report() -> dict[str, object]:
     from selfdistill.generation import resolve_dtype
 
-    return {"environment": {name: os.environ[name] for name in
-                            ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")},
+    return {"environment": {name: os.environ[name] for name in CAPS},
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             **{name: getattr(torch.cpu, name)() for name in ("_is_avx2_supported", *FEATURES_ABSENT)},
             "dtype_auto": resolve_dtype("auto", "cpu")}

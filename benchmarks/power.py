@@ -45,27 +45,31 @@ def mde(parts: dict[str, tuple[int, float, float]], rho: float, n: int) -> float
     return Z * math.sqrt(var)
 
 
-def measured(run: Path, t_eval: float) -> dict[str, tuple[int, float, float]]:
-    """(problems, mu, share) per source from the base grid's cell at t_eval."""
-    cell = run / "base_eval" / f"T{t_eval:g}" / "results.json"
-    problems = json.loads(cell.read_text())["problems"]
-    out = {}
-    for source in sorted({p.get("source") or "all" for p in problems}):
-        rates = [p["correct"] / p["n"] for p in problems if (p.get("source") or "all") == source]
-        n = min(p["n"] for p in problems)
-        mu = sum(rates) / len(rates)
-        var = sum((r - mu) ** 2 for r in rates) / (len(rates) - 1)
-        bern = mu * (1 - mu)
-        # Var(observed) = s*bern + (1-s)*bern/n  ->  s = (Var/bern - 1/n) / (1 - 1/n)
-        share = min(1.0, max(0.0, (var / bern - 1 / n) / (1 - 1 / n))) if bern > 0 and n > 1 else 0.5
-        out[source] = (len(rates), mu, share)
-    return out
-
-
 def _rates(run: Path, t_eval: float) -> dict[str, tuple[str, float, int]]:
+    """task_id -> (source, observed pass rate, responses) of the base grid's cell at t_eval."""
     cell = run / "base_eval" / f"T{t_eval:g}" / "results.json"
     return {p["task_id"]: (p.get("source") or "all", p["correct"] / p["n"], p["n"])
             for p in json.loads(cell.read_text())["problems"]}
+
+
+def _shares(rates: dict[str, tuple[str, float, int]]) -> dict[str, tuple[int, float, float]]:
+    """(problems, mu, share) per source of one cell's per-problem rates."""
+    n = min(count for _, _, count in rates.values())
+    out = {}
+    for source in sorted({src for src, _, _ in rates.values()}):
+        values = [rate for src, rate, _ in rates.values() if src == source]
+        mu = sum(values) / len(values)
+        var = sum((r - mu) ** 2 for r in values) / (len(values) - 1)
+        bern = mu * (1 - mu)
+        # Var(observed) = s*bern + (1-s)*bern/n  ->  s = (Var/bern - 1/n) / (1 - 1/n)
+        share = min(1.0, max(0.0, (var / bern - 1 / n) / (1 - 1 / n))) if bern > 0 and n > 1 else 0.5
+        out[source] = (len(values), mu, share)
+    return out
+
+
+def measured(run: Path, t_eval: float) -> dict[str, tuple[int, float, float]]:
+    """(problems, mu, share) per source from the base grid's cell at t_eval."""
+    return _shares(_rates(run, t_eval))
 
 
 def _corr(xs: list[float], ys: list[float]) -> float:
@@ -82,7 +86,7 @@ def correlation(run: Path, t_a: float, t_b: float) -> dict[str, tuple[int, float
     s / (s + (1 - s) / n) with s from `measured`."""
     a, b = _rates(run, t_a), _rates(run, t_b)
     common = [k for k in a if k in b]
-    share_a, share_b = measured(run, t_a), measured(run, t_b)
+    share_a, share_b = _shares(a), _shares(b)
     out = {}
     for source in sorted({a[k][0] for k in common}) + ["pooled"]:
         keys = [k for k in common if source == "pooled" or a[k][0] == source]

@@ -210,20 +210,19 @@ def _memory_holds(pid, needle):
     nothing a later sandbox could inherit."""
     found = False
     try:
-        maps, mem = open(f"/proc/{pid}/maps"), open(f"/proc/{pid}/mem", "rb", 0)
+        with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+            for line in maps:
+                span, perms = line.split()[:2]
+                if not perms.startswith("r") or "[vvar]" in line or "[vsyscall]" in line:
+                    continue
+                lo, hi = (int(x, 16) for x in span.split("-"))
+                try:
+                    mem.seek(lo)
+                    found |= needle in mem.read(hi - lo)
+                except (OSError, ValueError, OverflowError):
+                    continue
     except (FileNotFoundError, ProcessLookupError):
         return False
-    with maps, mem:
-        for line in maps:
-            span, perms = line.split()[:2]
-            if not perms.startswith("r") or "[vvar]" in line or "[vsyscall]" in line:
-                continue
-            lo, hi = (int(x, 16) for x in span.split("-"))
-            try:
-                mem.seek(lo)
-                found |= needle in mem.read(hi - lo)
-            except (OSError, ValueError, OverflowError):
-                continue
     return found
 
 
