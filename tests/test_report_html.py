@@ -143,3 +143,46 @@ def test_report_renders_in_headless_chromium(run_dir):
         (ARTIFACTS / "report-images.json").write_text(json.dumps(images))
     finally:
         driver.quit()
+
+
+def test_a_run_stopped_after_the_base_grid_gives_a_partial_report(tmp_path, tiny_model_dir, capsys):
+    """A long run's report before it ends: the finished cells' curves, the SSD data and
+    what has not run yet, said in report.json and in both renderings; the next `run`
+    redoes it."""
+    grid = {"top_k": 20, "top_p": 0.9, "min_p": 0.0, "max_tokens": 16, "n": 2, "seed": 0}
+    cfg = {"out": str(tmp_path / "run"), "model": str(tiny_model_dir), "train_problems": "humaneval[3:]",
+           "train_limit": 2, "eval_problems": "humaneval[:3]", "batch_size": 4,
+           "sample_decoding": {**DEC, "n": 1}, "base_eval": {**grid, "t_eval": [0.0, 1.0]},
+           "ssd_eval": {**grid, "t_eval": [0.5]}, "progress": False,
+           "training": {"method": "full", "max_steps": 1, "global_batch_size": 2, "per_device_batch_size": 2,
+                        "bf16": False}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert main(["run", str(path), "--stop-after", "base_eval"]) == 0
+    assert main(["report", str(run)]) == 0
+    data = json.loads((run / "report" / "report.json").read_text())
+    assert data["pending"] == ["ssd_eval/T0.5", "train", "compare", "analyze"]
+    assert set(data["curves"]) == {"base"} and set(data["curves"]["base"]) == {"0", "1"}
+    # the greedy cell counts as n identical responses, as in the comparison
+    assert data["curves"]["base"]["0"]["pass@2"] == data["curves"]["base"]["0"]["pass@1"]
+    base_t1 = json.loads((run / "base_eval" / "T1" / "results.json").read_text())
+    assert data["curves"]["base"]["1"]["pass@1"] == base_t1["metrics"]["pass@1"]
+    assert data["data"]["generated"] == 2 and data["loss"] is None and data["analysis"] is None
+    assert not data["headlines"] and not data["comparison"]
+    assert data["power"].startswith("Partial report: ssd_eval (T 0.5), train, compare, analyze not finished")
+    assert data["stages"]["train"]["record"] is None and data["stages"]["sample"]["record"]
+    record = json.loads((run / "report" / "stage.json").read_text())
+    assert record["complete"] and record["info"]["pending"] == data["pending"]
+    page = (run / "report" / "report.html").read_text()
+    md = (run / "report" / "report.md").read_text()
+    # not run yet: best against best, the fixed-T_eval differences, the diagnostics, the
+    # training, and (the page alone) the responses side by side
+    assert "Partial report" in md and md.count("Not run yet") == 4
+    assert "Partial report" in page and page.count("Not run yet") == 5
+    assert "<table id='curves'>" in page and "<table id='data'>" in page and "<table id='best'>" not in page
+    # the run goes on from here: the partial report is not taken for a finished one
+    capsys.readouterr()
+    assert main(["run", str(path), "--plan"]) == 0
+    plan = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert plan["report"] == "stale" and plan["base_eval"] == "fresh" and plan["train"] == "missing"

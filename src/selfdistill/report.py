@@ -13,7 +13,9 @@ a subset, the subset says "no solved problems" instead of a degenerate interval.
 
 Every stage read must be finished, with its outputs still the files its record vouches
 for (records.verified); the report's own record names those records by content, so a
-report is stale as soon as any stage under it changes.
+report is stale as soon as any stage under it changes. A run that has not finished gives
+a partial report: what its finished stages show (the curves of the finished cells, the
+SSD data, the loss), `pending` naming the rest, whose sections say they have not run.
 """
 
 from __future__ import annotations
@@ -117,45 +119,89 @@ def power_note(row: dict[str, Any] | None) -> str:
     return f"The 95% interval ({width:.1f} points wide) excludes zero: SSD is {side} than the base model here."
 
 
+def _finished(directory: Path) -> bool:
+    record = records.read(directory)
+    return bool(record and record.get("complete"))
+
+
+def _partial_comparison(run: dict[str, Any], dirs: dict[str, Path], stage_records: dict[str, Any]) -> dict[str, Any]:
+    """What a run whose comparison has not run yet can already show: pass@k against T_eval
+    of every finished cell, over the problems they all judged; nothing best-against-best."""
+    from selfdistill.sweep import CAVEATS, curves_over, shared_problems
+
+    cells: dict[str, dict[float, dict[str, Any]]] = {}
+    for grid, model in (("base_eval", "base"), ("ssd_eval", "ssd")):
+        for t in run[grid]["t_eval"]:
+            if f"{grid}/T{t:g}" in stage_records:
+                cells.setdefault(model, {})[t] = _load_json(dirs[f"{grid}/T{t:g}"] / "results.json", "results")
+    curves = curves_over(*shared_problems(cells, {m: run[g]["n"] for g, m in (("base_eval", "base"),
+                                                                               ("ssd_eval", "ssd"))})) if cells else {}
+    # the provenance of the stage that finished last
+    known = [r["info"]["provenance"] for r in stage_records.values() if r.get("info", {}).get("provenance")]
+    return {"provenance": max(known, key=lambda p: str(p.get("date"))) if known else {}, "headlines": [],
+            "selection_caveat": CAVEATS[run["selection"]], "curves": curves, "best": {}, "chosen": {},
+            "comparisons": [], "fixed_t_eval": []}
+
+
 def report_data(config: ReportConfig) -> dict[str, Any]:
-    """Every number the report shows, from the run directory's records and results alone."""
+    """Every number the report shows, from the run directory's records and results alone.
+    A run that is not finished gives a partial report: `pending` names the stages that
+    have not finished, and their sections say so."""
     root = Path(config.run_dir)
     run = run_settings(root)
     dirs = _input_dirs(config)
-    stage_records = {name: records.verified(d, NEEDED["cell" if "/" in name else name]) for name, d in dirs.items()}
-    comp = _load_json(dirs["compare"] / "compare.json", "comparison")
-    an = _load_json(dirs["analyze"] / "analyze.json", "analysis")
+    pending = [name for name, d in dirs.items() if not _finished(d)]
+    stage_records = {name: records.verified(d, NEEDED["cell" if "/" in name else name])
+                     for name, d in dirs.items() if name not in pending}
+    comp = (_load_json(dirs["compare"] / "compare.json", "comparison") if "compare" in stage_records
+            else _partial_comparison(run, dirs, stage_records))
+    an = _load_json(dirs["analyze"] / "analyze.json", "analysis") if "analyze" in stage_records else None
     rows = [{**{k: v for k, v in c.items() if k not in ("a", "b")}, "base": c["a"], "ssd": c["b"]}
             for c in comp["comparisons"]]
     headline_row = next((r for r in rows if r["subset"] == "overall" and r["k"] == 1), None)
     return {
         "model": run["model"],
         "note": run.get("note"),
+        "pending": pending,
         "run": {k: run.get(k) for k in ("eval_problems", "eval_limit", "train_problems", "train_limit",
                                         "sample_decoding", "base_eval", "ssd_eval", "selection", "select_metric",
                                         "sample_filter", "training", "engine", "overrides")},
         "provenance": comp.get("provenance", {}),
         "stages": {name: {"directory": str(d), "record": records.record_digest(d),
-                          "git_revision": stage_records[name].get("info", {}).get("provenance", {}).get("git_revision")}
+                          "git_revision": stage_records[name].get("info", {}).get("provenance", {}).get("git_revision")
+                          if name in stage_records else None}
                    for name, d in dirs.items()},
         "headlines": comp["headlines"],
-        "power": power_note(headline_row),
+        "power": power_note(headline_row) if "compare" in stage_records else pending_note(pending),
         "selection_caveat": comp["selection_caveat"],
         "curves": comp["curves"],
         "best": comp["best"],
         "chosen": comp["chosen"],
         "comparison": rows,
         "fixed_t_eval": comp["fixed_t_eval"],
-        "data": _load_json(dirs["sample"] / "summary.json", "SSD data")["summary"],
-        "loss": _load_json(dirs["train"] / "loss.json", "training loss"),
-        "analysis": {"thresholds": an["thresholds"], "noise": an["noise"], "responses": an["responses"],
-                     "responses_by_source": an.get("responses_by_source"),
-                     "rows": [{"class": c, "model": n, "positions": s["positions"],
-                               **{k: s[k] for k in ANALYSIS_KEYS}, "interval": {k: s["interval"][k] for k in ANALYSIS_KEYS}}
-                              for c in ("lock", "fork", "other") for n, d in an["diagnostics"].items()
-                              for s in [d[c]] if s["positions"]],
-                     "differences": {c: {k: d[k] for k in ANALYSIS_KEYS} for c, d in an["differences"].items()}},
+        "data": _load_json(dirs["sample"] / "summary.json", "SSD data")["summary"] if "sample" in stage_records else None,
+        "loss": _load_json(dirs["train"] / "loss.json", "training loss") if "train" in stage_records else None,
+        "analysis": None if an is None else {
+            "thresholds": an["thresholds"], "noise": an["noise"], "responses": an["responses"],
+            "responses_by_source": an.get("responses_by_source"),
+            "rows": [{"class": c, "model": n, "positions": s["positions"],
+                      **{k: s[k] for k in ANALYSIS_KEYS}, "interval": {k: s["interval"][k] for k in ANALYSIS_KEYS}}
+                     for c in ("lock", "fork", "other") for n, d in an["diagnostics"].items()
+                     for s in [d[c]] if s["positions"]],
+            "differences": {c: {k: d[k] for k in ANALYSIS_KEYS} for c, d in an["differences"].items()}},
     }
+
+
+def pending_note(pending: list[str]) -> str:
+    """What a partial report cannot say yet, and how to finish it."""
+    groups: dict[str, list[str]] = {}
+    for name in pending:  # a grid's cells as one: ssd_eval (T 0.6, 1)
+        stage, _, cell = name.partition("/T")
+        groups.setdefault(stage, []).extend([cell] if cell else [])
+    named = [f"{g} (T {', '.join(ts)})" if ts else g for g, ts in groups.items()]
+    return (f"Partial report: {', '.join(named)} not finished, so there is no comparison yet. Rerunning "
+            "`selfdistill run` with the run's config continues where it stopped (`--plan` shows what is left); "
+            "the report is redone when it ends.")
 
 
 ANALYSIS_KEYS = ("top1_mass", "entropy", "tail_mass_beyond_support")
@@ -242,28 +288,43 @@ def _difference_table(an: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
               format_difference(d["tail_mass_beyond_support"], 4)] for c, d in an["differences"].items()])
 
 
+NOT_YET = "Not run yet (see the note at the top)."
+
+
 def render_markdown(data: dict[str, Any]) -> str:
     lines = [f"# SSD report: {data['model']}", ""]
     if data["note"]:
         lines += [f"> {data['note']}", ""]
     lines += ["## Headline", ""] + [f"**{h}**" for h in data["headlines"]] + ["", data["power"], ""]
     lines += [f"- {k}: {v}" for k, v in _setting_rows(data)]
-    lines += ["", "## pass@k against T_eval", "", "Figures: compare/sweep.png, compare/difference.png.", ""]
-    lines += _md_table(*_curve_table(data))
-    lines += ["", "## Best against best", "", f"{data['selection_caveat']}.", ""]
-    lines += _md_table(*_best_table(data)) + [""]
-    lines += ["Percent; the difference with its paired bootstrap 95% interval over problems; wins/losses:",
-              "problems where SSD's pass@k is higher/lower; p: two-sided exact sign test on them.", ""]
-    lines += _md_table(COMPARISON_HEADER, _comparison_rows(data))
-    lines += ["", "## The difference at each fixed T_eval", ""] + _md_table(*_fixed_table(data))
+    lines += ["", "## pass@k against T_eval", ""]
+    if data["curves"]:
+        lines += (["Figures: compare/sweep.png, compare/difference.png.", ""] if data["comparison"] else [])
+        lines += _md_table(*_curve_table(data))
+    else:
+        lines.append(NOT_YET)
+    lines += ["", "## Best against best", ""]
+    if data["comparison"]:
+        lines += [f"{data['selection_caveat']}.", ""] + _md_table(*_best_table(data)) + [""]
+        lines += ["Percent; the difference with its paired bootstrap 95% interval over problems; wins/losses:",
+                  "problems where SSD's pass@k is higher/lower; p: two-sided exact sign test on them.", ""]
+        lines += _md_table(COMPARISON_HEADER, _comparison_rows(data))
+        lines += ["", "## The difference at each fixed T_eval", ""] + _md_table(*_fixed_table(data))
+    else:
+        lines += [NOT_YET, "", "## The difference at each fixed T_eval", "", NOT_YET]
+    lines += ["", "## Lock/fork diagnostics", ""]
     an = data["analysis"]
-    lines += ["", "## Lock/fork diagnostics", "", "; ".join(f"{k}: {v}" for k, v in an["thresholds"].items()),
-              "", f"{an['noise']}.", ""]
-    lines += _md_table(*_analysis_table(an)) + [""] + _md_table(*_difference_table(an))
-    lines += ["", "## SSD data (from `sample`)", ""] + [f"- {k}: {v}" for k, v in _data_rows(data["data"])]
-    lines += ["", "## Training", "", f"- {_loss_line(data['loss'])} (curve: train/loss.png)", "",
-              "Artifacts: " + ", ".join(f"{n}/" for n in data["stages"]) + " (each with its stage record, "
-              "config and provenance).", ""]
+    if an:
+        lines += ["; ".join(f"{k}: {v}" for k, v in an["thresholds"].items()), "", f"{an['noise']}.", ""]
+        lines += _md_table(*_analysis_table(an)) + [""] + _md_table(*_difference_table(an))
+    else:
+        lines.append(NOT_YET)
+    lines += ["", "## SSD data (from `sample`)", ""]
+    lines += [f"- {k}: {v}" for k, v in _data_rows(data["data"])] if data["data"] else [NOT_YET]
+    lines += ["", "## Training", "",
+              f"- {_loss_line(data['loss'])} (curve: train/loss.png)" if data["loss"] is not None else NOT_YET, "",
+              "Artifacts: " + ", ".join(f"{n}/" for n, st in data["stages"].items() if st["record"]) +
+              " (each with its stage record, config and provenance).", ""]
     return "\n".join(lines)
 
 
@@ -357,7 +418,7 @@ code{background:#f3f3f3;padding:0 3px}.callout{background:#fff6d6;border-left:4p
 def _chosen_rows(root: Path, data: dict[str, Any], model: str) -> list[dict[str, Any]]:
     """A model's judged responses at the T_eval the comparison scored each problem with."""
     grid = "base_eval" if model == "base" else "ssd_eval"
-    chosen = data["chosen"][model]
+    chosen = data["chosen"].get(model, {})
     rows = []
     for t in sorted(set(chosen.values())):
         rows += [r for r in _rows(root / grid / f"T{t:g}" / "samples.jsonl") if chosen.get(r["task_id"]) == t]
@@ -367,15 +428,16 @@ def _chosen_rows(root: Path, data: dict[str, Any], model: str) -> list[dict[str,
 def render_html(data: dict[str, Any], root: Path, config: ReportConfig) -> str:
     """report.html: one file, images inlined, no scripts and no network. The figures and
     the responses side by side come from the run's sample files where they were kept."""
-    sample_rows = _rows(root / "sample" / "generations.jsonl")
+    sample_rows = _rows(root / "sample" / "generations.jsonl") if data["data"] else []
     base_rows, ssd_rows = _chosen_rows(root, data, "base"), _chosen_rows(root, data, "ssd")
     lengths = {"SSD data": [r["completion_tokens"] for r in sample_rows if "completion_tokens" in r],
                "base eval": [r["completion_tokens"] for r in base_rows if "completion_tokens" in r],
                "SSD eval": [r["completion_tokens"] for r in ssd_rows if "completion_tokens" in r]}
     verdicts = {"base": Counter(r["result"]["status"] for r in base_rows if "result" in r),
                 "SSD": Counter(r["result"]["status"] for r in ssd_rows if "result" in r)}
-    figs = _figures(data["loss"], lengths, verdicts)
+    figs = _figures(data["loss"] or [], lengths, verdicts)
     e = html.escape
+    not_yet = f"<p class='note'>{e(NOT_YET)}</p>"
     an = data["analysis"]
     out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>SSD report: {e(data['model'])}</title>"
            f"<style>{_CSS}</style></head><body>",
@@ -383,34 +445,45 @@ def render_html(data: dict[str, Any], root: Path, config: ReportConfig) -> str:
     if data["note"]:
         out.append(f"<p class='callout' id='note'>{e(data['note'])}</p>")
     out += ["<h2>Headline</h2>"] + [f"<p class='headline'><b>{e(h)}</b></p>" for h in data["headlines"]]
-    out += [f"<p id='power'>{e(data['power'])}</p>",
+    out += [f"<p id='power'{' class=callout' if data['pending'] else ''}>{e(data['power'])}</p>",
             "<h2>Configuration and provenance</h2>", _table(["setting", "value"], _setting_rows(data)),
-            "<h2>pass@k against T_eval</h2>", _table(*_curve_table(data), "curves")]
+            "<h2>pass@k against T_eval</h2>", _table(*_curve_table(data), "curves") if data["curves"] else not_yet]
     for stem, alt in (("sweep", "pass@k against T_eval"), ("difference", "difference at each fixed T_eval")):
-        uri = _file_png(root / "compare" / f"{stem}.png")
+        uri = _file_png(root / "compare" / f"{stem}.png") if data["comparison"] else None
         if uri:
             out.append(f"<img alt='{alt}' src='{uri}'>")
-    out += ["<h2>Best against best</h2>", f"<p class='note'>{e(data['selection_caveat'])}.</p>",
-            _table(*_best_table(data), "best"),
-            "<p class='note'>Difference in percentage points with its paired bootstrap 95% interval over problems; "
-            "wins/losses: problems where SSD's pass@k is higher/lower; p: exact sign test.</p>",
-            _table(COMPARISON_HEADER, _comparison_rows(data), "comparison"),
-            "<h2>The difference at each fixed T_eval</h2>", _table(*_fixed_table(data), "fixed-t"),
-            "<h2>Lock/fork diagnostics</h2>",
-            "<p class='note'>" + e("; ".join(f"{k}: {v}" for k, v in an["thresholds"].items())) + f". {e(an['noise'])}.</p>",
-            _table(*_analysis_table(an), "analysis"), _table(*_difference_table(an), "analysis-differences")]
-    uri = _file_png(root / "analyze" / "analyze.png")
-    if uri:
-        out.append(f"<img alt='lock/fork diagnostics' src='{uri}'>")
-    out += ["<h2>Training</h2>", f"<p>{e(_loss_line(data['loss']))}</p>",
-            f"<img alt='training loss' src='{figs['loss']}'>" if "loss" in figs else "",
-            "<h2>Sampling statistics</h2>", _table(["SSD data", "value"], _data_rows(data["data"]), "data"),
+    out.append("<h2>Best against best</h2>")
+    if data["comparison"]:
+        out += [f"<p class='note'>{e(data['selection_caveat'])}.</p>", _table(*_best_table(data), "best"),
+                "<p class='note'>Difference in percentage points with its paired bootstrap 95% interval over "
+                "problems; wins/losses: problems where SSD's pass@k is higher/lower; p: exact sign test.</p>",
+                _table(COMPARISON_HEADER, _comparison_rows(data), "comparison"),
+                "<h2>The difference at each fixed T_eval</h2>", _table(*_fixed_table(data), "fixed-t")]
+    else:
+        out += [not_yet, "<h2>The difference at each fixed T_eval</h2>", not_yet]
+    out.append("<h2>Lock/fork diagnostics</h2>")
+    if an:
+        out += ["<p class='note'>" + e("; ".join(f"{k}: {v}" for k, v in an["thresholds"].items())) +
+                f". {e(an['noise'])}.</p>",
+                _table(*_analysis_table(an), "analysis"), _table(*_difference_table(an), "analysis-differences")]
+        uri = _file_png(root / "analyze" / "analyze.png")
+        if uri:
+            out.append(f"<img alt='lock/fork diagnostics' src='{uri}'>")
+    else:
+        out.append(not_yet)
+    out += ["<h2>Training</h2>"]
+    out += ([f"<p>{e(_loss_line(data['loss']))}</p>",
+             f"<img alt='training loss' src='{figs['loss']}'>" if "loss" in figs else ""]
+            if data["loss"] is not None else [not_yet])
+    out += ["<h2>Sampling statistics</h2>",
+            _table(["SSD data", "value"], _data_rows(data["data"]), "data") if data["data"] else not_yet,
             "<div class='figs'>", f"<img alt='response lengths' src='{figs['lengths']}'>",
             f"<img alt='verdicts' src='{figs['verdicts']}'>", "</div>",
-            "<h2>Responses side by side</h2><p class='note'>Each model at the T_eval the comparison scored the "
-            "problem with.</p>",
-            _examples(base_rows, ssd_rows, config.examples, config.max_response_chars),
-            "</body></html>"]
+            "<h2>Responses side by side</h2>"]
+    out += (["<p class='note'>Each model at the T_eval the comparison scored the problem with.</p>",
+             _examples(base_rows, ssd_rows, config.examples, config.max_response_chars)]
+            if data["chosen"] else [not_yet])
+    out.append("</body></html>")
     return "\n".join(out)
 
 
@@ -424,5 +497,6 @@ def report(config: ReportConfig) -> dict[str, Path]:
         atomic_write_text(out / "report.json", json.dumps(data, indent=1))
         atomic_write_text(out / "report.md", render_markdown(data))
         atomic_write_text(out / "report.html", render_html(data, root, config))
-        stage.finish(["report.json", "report.md", "report.html"], {"provenance": data["provenance"]})
+        stage.finish(["report.json", "report.md", "report.html"],
+                     {"provenance": data["provenance"], "pending": data["pending"]})
     return {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}

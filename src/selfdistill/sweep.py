@@ -217,6 +217,26 @@ CAVEATS = {
 }
 
 
+def shared_problems(cells: dict[str, dict[float, dict[str, Any]]], n: dict[str, int],
+                    ) -> tuple[dict[str, dict[float, dict[str, dict[str, Any]]]], list[str]]:
+    """Every cell's per-problem records by task_id (a greedy cell of one response counted
+    as n identical ones) and the problems every cell judged, in the first cell's order."""
+    per = {m: {t: {p["task_id"]: (_as_n(p, n[m]) if t == 0 and p["n"] == 1 else p) for p in r["problems"]}
+               for t, r in cs.items()} for m, cs in cells.items()}
+    first = next(iter(next(iter(cells.values())).values()))
+    common = [p["task_id"] for p in first["problems"]
+              if all(p["task_id"] in cell for cs in per.values() for cell in cs.values())]
+    if not common:
+        raise SelfdistillError("the cells share no judged problems")
+    return per, common
+
+
+def curves_over(per: dict[str, dict[float, dict[str, dict[str, Any]]]], common: list[str],
+                ) -> dict[str, dict[str, dict[str, Any]]]:
+    """pass@k of every model at every T_eval over the same problems."""
+    return {m: {f"{t:g}": compute_metrics([cells[t][x] for x in common]) for t in cells} for m, cells in per.items()}
+
+
 def summarise(cells: dict[str, dict[float, dict[str, Any]]], n: dict[str, int], selection: str,
               select_metric: str, bootstrap_samples: int, bootstrap_seed: int) -> dict[str, Any]:
     """Curves, each model's best T_eval per fold, the best-against-best comparisons and the
@@ -224,13 +244,7 @@ def summarise(cells: dict[str, dict[float, dict[str, Any]]], n: dict[str, int], 
     judged. `cells[model][t]` is a results.json; `n[model]` the grid's n (greedy cells
     count as n identical responses)."""
     names = list(cells)
-    per = {m: {t: {p["task_id"]: (_as_n(p, n[m]) if t == 0 and p["n"] == 1 else p) for p in r["problems"]}
-               for t, r in cs.items()} for m, cs in cells.items()}
-    first = next(iter(next(iter(cells.values())).values()))
-    common = [p["task_id"] for p in first["problems"]
-              if all(p["task_id"] in cell for m in names for cell in per[m].values())]
-    if not common:
-        raise SelfdistillError("the cells share no judged problems")
+    per, common = shared_problems(cells, n)
     if selection != "all" and len(common) < 2:
         raise SelfdistillError(f"selection {selection} needs at least 2 problems; use selection all")
     ks = ks_for(min(n.values()))
@@ -238,7 +252,7 @@ def summarise(cells: dict[str, dict[float, dict[str, Any]]], n: dict[str, int], 
     def recs(m: str, t: float, tasks: list[str]) -> list[dict[str, Any]]:
         return [per[m][t][x] for x in tasks]
 
-    curves = {m: {f"{t:g}": compute_metrics(recs(m, t, common)) for t in per[m]} for m in names}
+    curves = curves_over(per, common)
     best, chosen = {}, {m: {} for m in names}
     for m in names:
         folds = []
