@@ -54,6 +54,8 @@ def test_report_shows_every_section_and_report_rewrites_it_identically(run_dir, 
     # report.json says what both renderings show, and the report's record names its inputs
     data = json.loads((run_dir / "report" / "report.json").read_text())
     assert data["headlines"] and data["analysis"]["rows"] and data["comparison"] and data["fixed_t_eval"]
+    assert data["reading"] and data["reading"][0].startswith("Whether SSD helped")
+    assert "<h2>What this run shows</h2>" in page
     record = json.loads((run_dir / "report" / "stage.json").read_text())
     assert set(record["inputs"]) == {"base_eval/T0", "base_eval/T1", "ssd_eval/T0.5", "ssd_eval/T1", "sample",
                                      "train", "compare", "analyze"}
@@ -186,3 +188,40 @@ def test_a_run_stopped_after_the_base_grid_gives_a_partial_report(tmp_path, tiny
     assert main(["run", str(path), "--plan"]) == 0
     plan = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
     assert plan["report"] == "stale" and plan["base_eval"] == "fresh" and plan["train"] == "missing"
+
+
+def _row(subset, k, base, ssd, low, high):
+    return {"subset": subset, "k": k, "problems": 100, "base": base, "ssd": ssd, "delta": ssd - base,
+            "low": low, "high": high, "reference_t_eval": "0.6", "model_t_eval": "1"}
+
+
+def _analysis(lock_tail, lock_iv, fork_top1, fork_iv):
+    rows = [{"class": c, "model": m, "positions": 10, "top1_mass": t1, "entropy": 1.0, "tail_mass_beyond_support": tail}
+            for c, m, t1, tail in (("lock", "base", 0.97, 0.010), ("lock", "ssd", 0.98, 0.010 + lock_tail),
+                                   ("fork", "base", 0.40, 0.05), ("fork", "ssd", 0.40 + fork_top1, 0.05))]
+    return {"responses": 64, "rows": rows, "thresholds": {"lock": "base top-1 mass >= 0.9", "fork": "a fork"},
+            "differences": {"lock": {"tail_mass_beyond_support": {"delta": lock_tail, "low": lock_iv[0], "high": lock_iv[1]}},
+                            "fork": {"top1_mass": {"delta": fork_top1, "low": fork_iv[0], "high": fork_iv[1]}}}}
+
+
+def test_the_reading_says_what_each_interval_says():
+    from selfdistill.report import reading
+
+    helped = reading({"comparison": [_row("overall", 1, 0.30, 0.34, 0.01, 0.07), _row("overall", 5, 0.45, 0.50, 0.02, 0.08),
+                                     _row("easy", 1, 0.8, 0.8, -0.02, 0.02), _row("medium", 1, 0.2, 0.3, 0.05, 0.15),
+                                     _row("hard", 1, 0.1, 0.05, -0.09, -0.01)],
+                      "analysis": _analysis(-0.004, (-0.006, -0.002), -0.05, (-0.08, -0.02))})
+    assert "34.0% against 30.0%, +4.0 points [+1.0, +7.0] over 100 problems: better than the base model" in helped[0]
+    assert "(base 0.6, SSD 1)" in helped[0] and "pass@5 +5.0 points [+2.0, +8.0]" in helped[0]
+    assert helped[1] == ("Where: SSD is ahead on medium (+10.0 points [+5.0, +15.0]); "
+                         "behind on hard (-5.0 points [-9.0, -1.0]).")
+    assert "the tail shrank, as SSD's mechanism predicts" in helped[2] and "0.0060 for SSD against 0.0100" in helped[2]
+    assert "flatter, the plateau the mechanism predicts" in helped[2] and helped[2].startswith("Why, on 64 responses")
+
+    unclear = reading({"comparison": [_row("overall", 1, 0.30, 0.31, -0.02, 0.04), _row("medium", 1, 0.2, 0.2, -0.1, 0.1),
+                                      {**_row("hard", 1, 0.0, 0.0, None, None), "note": "no solved problems"}],
+                       "analysis": _analysis(0.003, (0.001, 0.005), 0.01, (-0.01, 0.03))})
+    assert "not distinguishable from the base model over these problems" in unclear[0]
+    assert unclear[1] == "Where: no subset's pass@1 interval excludes zero; neither model solved a problem of: hard."
+    assert "the tail grew, against the prediction" in unclear[2] and "the forks kept their spread" in unclear[2]
+    assert reading({"comparison": [], "analysis": None}) == []  # a partial report says nothing it cannot show

@@ -159,7 +159,7 @@ def report_data(config: ReportConfig) -> dict[str, Any]:
     rows = [{**{k: v for k, v in c.items() if k not in ("a", "b")}, "base": c["a"], "ssd": c["b"]}
             for c in comp["comparisons"]]
     headline_row = next((r for r in rows if r["subset"] == "overall" and r["k"] == 1), None)
-    return {
+    data = {
         "model": run["model"],
         "note": run.get("note"),
         "pending": pending,
@@ -172,6 +172,7 @@ def report_data(config: ReportConfig) -> dict[str, Any]:
                           if name in stage_records else None}
                    for name, d in dirs.items()},
         "headlines": comp["headlines"],
+        "reading": None,
         "power": power_note(headline_row) if "compare" in stage_records else pending_note(pending),
         "selection_caveat": comp["selection_caveat"],
         "curves": comp["curves"],
@@ -190,6 +191,80 @@ def report_data(config: ReportConfig) -> dict[str, Any]:
                      for s in [d[c]] if s["positions"]],
             "differences": {c: {k: d[k] for k in ANALYSIS_KEYS} for c, d in an["differences"].items()}},
     }
+    data["reading"] = reading(data)  # placed after the headline, computed from what follows it
+    return data
+
+
+def _direction(d: dict[str, Any] | None) -> int:
+    """+1 / -1 where a difference's 95% interval lies above / below zero, 0 where it holds zero."""
+    if not d or d.get("low") is None:
+        return 0
+    return 1 if d["low"] > 0 else -1 if d["high"] < 0 else 0
+
+
+def _points(row: dict[str, Any]) -> str:
+    return f"{100 * row['delta']:+.1f} points [{100 * row['low']:+.1f}, {100 * row['high']:+.1f}]"
+
+
+def reading(data: dict[str, Any]) -> list[str]:
+    """What the run shows, in plain sentences, each computed from numbers the report shows
+    below it: whether SSD helped (best against best), where (the subsets whose interval
+    excludes zero), and why (the lock and fork diagnostics against SSD's mechanism)."""
+    rows = data["comparison"]
+    head = next((r for r in rows if r["subset"] == "overall" and r["k"] == 1), None)
+    if head is None:
+        return []
+    at = f"each at its best T_eval (base {head['reference_t_eval']}, SSD {head['model_t_eval']})"
+    if head.get("low") is None:
+        out = [f"Whether SSD helped: neither model solved any of the {head['problems']} problems, {at}, so this "
+               "run cannot say."]
+    else:
+        verdict = {1: "better than the base model", -1: "worse than the base model",
+                   0: "not distinguishable from the base model over these problems"}[_direction(head)]
+        out = [f"Whether SSD helped: {at}, SSD's pass@1 is {100 * head['ssd']:.1f}% against {100 * head['base']:.1f}%, "
+               f"{_points(head)} over {head['problems']} problems: {verdict}."]
+        others = [r for r in rows if r["subset"] == "overall" and r["k"] > 1 and r.get("low") is not None]
+        if others:
+            out[-1] += " " + "; ".join(f"pass@{r['k']} {_points(r)}" for r in others) + "."
+    subsets = [r for r in rows if r["subset"] != "overall" and r["k"] == 1]
+    ahead = [r for r in subsets if _direction(r) > 0]
+    behind = [r for r in subsets if _direction(r) < 0]
+    unsolved = [r["subset"] for r in subsets if r.get("low") is None]
+    if subsets:
+        def listed(group: list[dict[str, Any]]) -> str:
+            return ", ".join(f"{r['subset']} ({_points(r)})" for r in group)
+
+        where = ([f"SSD is ahead on {listed(ahead)}"] if ahead else []) + \
+            ([f"behind on {listed(behind)}"] if behind else [])
+        out.append("Where: " + ("; ".join(where) if where else
+                                "no subset's pass@1 interval excludes zero") +
+                   (f"; neither model solved a problem of: {', '.join(unsolved)}" if unsolved else "") + ".")
+    an = data["analysis"]
+    if an:
+        by = {(r["class"], r["model"]): r for r in an["rows"]}
+        why = []
+        lock, fork = an["differences"].get("lock"), an["differences"].get("fork")
+        if lock and ("lock", "base") in by:
+            d = lock["tail_mass_beyond_support"]
+            why.append(f"at locks ({an['thresholds']['lock']}), the mass beyond the truncated support is "
+                       f"{by[('lock', 'ssd')]['tail_mass_beyond_support']:.4f} for SSD against "
+                       f"{by[('lock', 'base')]['tail_mass_beyond_support']:.4f} for the base model "
+                       f"({d['delta']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]): " +
+                       {-1: "the tail shrank, as SSD's mechanism predicts", 1: "the tail grew, against the prediction",
+                        0: "no change outside the noise"}[_direction(d)])
+        else:
+            why.append("no position of the responses is a lock")
+        if fork and ("fork", "base") in by:
+            d = fork["top1_mass"]
+            why.append(f"at forks ({an['thresholds']['fork']}), the top-1 mass is {by[('fork', 'ssd')]['top1_mass']:.3f} "
+                       f"for SSD against {by[('fork', 'base')]['top1_mass']:.3f} ({d['delta']:+.3f} "
+                       f"[{d['low']:+.3f}, {d['high']:+.3f}]): " +
+                       {-1: "flatter, the plateau the mechanism predicts", 1: "sharper: the fork lost diversity",
+                        0: "no change outside the noise, so the forks kept their spread"}[_direction(d)])
+        else:
+            why.append("no position of the responses is a fork")
+        out.append(f"Why, on {an['responses']} responses teacher-forced through both models: " + "; ".join(why) + ".")
+    return out
 
 
 def pending_note(pending: list[str]) -> str:
@@ -296,7 +371,9 @@ def render_markdown(data: dict[str, Any]) -> str:
     if data["note"]:
         lines += [f"> {data['note']}", ""]
     lines += ["## Headline", ""] + [f"**{h}**" for h in data["headlines"]] + ["", data["power"], ""]
-    lines += [f"- {k}: {v}" for k, v in _setting_rows(data)]
+    if data["reading"]:
+        lines += ["## What this run shows", ""] + [f"- {r}" for r in data["reading"]] + [""]
+    lines += ["## Configuration and provenance", ""] + [f"- {k}: {v}" for k, v in _setting_rows(data)]
     lines += ["", "## pass@k against T_eval", ""]
     if data["curves"]:
         lines += (["Figures: compare/sweep.png, compare/difference.png.", ""] if data["comparison"] else [])
@@ -445,8 +522,11 @@ def render_html(data: dict[str, Any], root: Path, config: ReportConfig) -> str:
     if data["note"]:
         out.append(f"<p class='callout' id='note'>{e(data['note'])}</p>")
     out += ["<h2>Headline</h2>"] + [f"<p class='headline'><b>{e(h)}</b></p>" for h in data["headlines"]]
-    out += [f"<p id='power'{' class=callout' if data['pending'] else ''}>{e(data['power'])}</p>",
-            "<h2>Configuration and provenance</h2>", _table(["setting", "value"], _setting_rows(data)),
+    out.append(f"<p id='power'{' class=callout' if data['pending'] else ''}>{e(data['power'])}</p>")
+    if data["reading"]:
+        out += ["<h2>What this run shows</h2>", "<ul id='reading'>"] + \
+            [f"<li>{e(r)}</li>" for r in data["reading"]] + ["</ul>"]
+    out += ["<h2>Configuration and provenance</h2>", _table(["setting", "value"], _setting_rows(data)),
             "<h2>pass@k against T_eval</h2>", _table(*_curve_table(data), "curves") if data["curves"] else not_yet]
     for stem, alt in (("sweep", "pass@k against T_eval"), ("difference", "difference at each fixed T_eval")):
         uri = _file_png(root / "compare" / f"{stem}.png") if data["comparison"] else None
