@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from ceiling import matmul_rate
 from docs_block import write_block
 
 HERE = Path(__file__).parent
@@ -66,18 +67,6 @@ def _model_shell(model_dir):
         return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
 
 
-def matmul_rate(dtype: str) -> float:
-    import torch
-
-    a = torch.randn(2048, 2048, dtype=getattr(torch, dtype))
-    for _ in range(3):
-        a @ a
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    return 10 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--label", help="name of this row (the engine code measured); without it the table is "
@@ -111,7 +100,7 @@ def main() -> None:
             sys.exit(f"{RAW}: no rows measured with these settings; nothing to render")
         why = earlier["dtype_reason"]
     else:
-        peak = matmul_rate(dtype)
+        peak = matmul_rate(dtype)  # benchmarks/ceiling.py, in this process
         cmd = [sys.executable, __file__, "--worker", *sys.argv[1:]]
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode:

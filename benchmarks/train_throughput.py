@@ -39,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ceiling import describe
 from docs_block import write_block
 
 HERE = Path(__file__).parent
@@ -73,23 +74,6 @@ result = trainer.train()
 logs = [h for h in trainer.state.log_history if "num_tokens" in h]
 print("RESULT " + json.dumps({"train_runtime": result.metrics["train_runtime"], "num_tokens": logs[-1]["num_tokens"],
                               "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h]}))
-'''
-
-MATMUL = r'''
-import json, time, torch
-rates = {}
-for name, dtype in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
-    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    best = 0.0
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(10):
-            a @ b
-        best = max(best, 10 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
-    rates[name] = best
-print("RESULT " + json.dumps({"threads": torch.get_num_threads(), **rates}))
 '''
 
 TRAINERS = ("bare TRL", "selfdistill padded", "selfdistill", "selfdistill + checkpointing")
@@ -171,9 +155,9 @@ def main() -> None:
         sys.exit(f"{args.data}: {len(lines)} rows, need --steps x --batch = {rows}")
     data.write_text("\n".join(lines) + "\n")
 
-    matmul = _result(_run([sys.executable, "-c", MATMUL])[2])
+    matmul = _result(_run([sys.executable, str(HERE / "ceiling.py")])[2])
     peak = matmul["bfloat16" if bf16 else "float32"]
-    print(f"matmul: bf16 {matmul['bfloat16']:.0f}, fp32 {matmul['float32']:.0f} GFLOP/s", flush=True)
+    print(f"matmul: {describe(matmul)}", flush=True)
 
     def run(trainer: str, method: str, tmp: str) -> dict:
         if trainer == "bare TRL":
@@ -201,8 +185,8 @@ def main() -> None:
     table = [f"`benchmarks/train_throughput.py {' '.join(sys.argv[1:])}` on {cpu_name()} ({os.cpu_count()} cores, "
              f"{time.strftime('%Y-%m-%d')}; {'bf16 autocast' if bf16 else 'fp32'}; {args.model}; one epoch of the "
              f"first {rows} rows of {Path(args.data).name}: {args.steps} optimiser step(s) of {args.batch} sequences "
-             f"up to {args.seq} tokens); matmul ceiling measured in the same run: bf16 {matmul['bfloat16']:.0f}, "
-             f"fp32 {matmul['float32']:.0f} GFLOP/s (2048x2048, {matmul['threads']} threads). Each trainer ran "
+             f"up to {args.seq} tokens); matmul ceiling measured in the same run (`benchmarks/ceiling.py`): "
+             f"{describe(matmul)}. Each trainer ran "
              f"{args.rounds} times in ABBA order, each time in a fresh process; tokens/s is the median run "
              "(every run in brackets).", "",
              "| method | trainer | real tokens/s [runs] | vs bare TRL | of the FLOP ceiling | train() s | peak RSS MiB "
