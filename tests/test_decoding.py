@@ -132,7 +132,11 @@ def test_auto_dtype_follows_the_hardware():
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert dtype == ("bfloat16" if native or torch.cuda.is_available() else "float32")
     assert why.startswith("auto")
-    assert resolve_dtype("bfloat16") == ("bfloat16", "set explicitly")
+    dtype, why = resolve_dtype("bfloat16")
+    assert dtype == "bfloat16" and why.startswith("set explicitly")
+    # an explicit bf16 is kept, and its reason says where this CPU only emulates it
+    assert ("emulated" in why) == (not native and not torch.cuda.is_available())
+    assert resolve_dtype("float32") == ("float32", "set explicitly")
     with pytest.raises(ValueError):
         resolve_dtype("int8")
 

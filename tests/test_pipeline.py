@@ -286,6 +286,30 @@ def test_run_stops_after_sampling_and_resumes_after_an_external_train(tmp_path, 
     assert (run / "report" / "report.html").exists()
 
 
+def test_a_stated_bf16_that_this_cpu_emulates_is_warned_about_once(tmp_path, tiny_model_dir, capsys):
+    """bf16 stated for the engine and training is kept, and `run` says on stderr where this
+    CPU only emulates it (an AVX2-only CPU runs a bf16 matmul ~170x slower than fp32);
+    `auto` everywhere never warns."""
+    import torch
+
+    from selfdistill.generation import native_bf16
+
+    emulates = not native_bf16() and not torch.cuda.is_available()
+    stated = _config(tmp_path / "a", tiny_model_dir, engine={"dtype": "bfloat16"})
+    stated["training"]["bf16"] = True
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(stated))
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "a.yaml"), "--plan"]) == 0
+    err = capsys.readouterr().err
+    assert (err.count("warning: engine.dtype, training.bf16 state bf16, but this CPU has no native bf16")
+            == int(emulates)), err
+    auto = _config(tmp_path / "b", tiny_model_dir, engine={"dtype": "auto"})
+    auto["training"]["bf16"] = "auto"
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(auto))
+    assert main(["run", str(tmp_path / "b.yaml"), "--plan"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("preset", sorted(Path("configs/paper").glob("*.yaml")), ids=lambda p: p.stem)
 def test_paper_presets_validate_end_to_end_with_plan(preset, tmp_path, capsys):
     """Each paper preset states its grid, n and max tokens, and `run --plan` builds every

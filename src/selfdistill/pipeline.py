@@ -24,6 +24,7 @@ validation and recorded. The base grid and the sampling share one engine (same m
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,9 @@ def run(config: RunConfig, overrides: list[str] | None = None) -> Path:
     """The `run` stage's entry point; returns the path of report.md (or of the run
     directory when it stops early, stop_after, or only plans, plan)."""
     root = Path(config.out)
+    slow = bf16_warning(config)
+    if slow:
+        print(slow, file=sys.stderr)
     if config.plan:
         print(format_plan(plan(config)))
         return root
@@ -205,6 +209,22 @@ def run(config: RunConfig, overrides: list[str] | None = None) -> Path:
         finally:
             engines.close()
     return root / "report" / "report.md"
+
+
+def bf16_warning(config: RunConfig) -> str | None:
+    """A warning line where the config states bf16 for the engine, training or analyze
+    and this CPU only emulates it (an explicit choice is kept, but not silently slow)."""
+    from selfdistill.generation import emulated_bf16
+
+    if config.engine.backend == "openai":  # the server's hardware, not this machine's
+        stated = []
+    else:
+        stated = ["engine.dtype"] if config.engine.dtype == "bfloat16" else []
+    train = config.train_config()
+    stated += ["training.bf16"] * (train.bf16 is True) + ["training.load_dtype"] * (train.load_dtype == "bfloat16")
+    stated += ["analyze.dtype"] * (config.analyze_config().dtype == "bfloat16")
+    slow = emulated_bf16() if stated else None
+    return f"warning: {', '.join(stated)} state bf16, but {slow}" if slow else None
 
 
 def _run_stage(config: RunConfig, name: str, engines: _Engines) -> None:

@@ -107,10 +107,11 @@ def with_preset(data: dict[str, Any]) -> dict[str, Any]:
 
 def resolve_bf16(bf16: bool | str) -> tuple[bool, str]:
     """Whether training autocasts to bf16, and why (recorded in train_config.json)."""
-    from selfdistill.generation import resolve_dtype
+    from selfdistill.generation import emulated_bf16, resolve_dtype
 
     if bf16 != "auto":
-        return bool(bf16), "set explicitly"
+        slow = emulated_bf16() if bf16 else None
+        return bool(bf16), "set explicitly" + (f"; {slow}" if slow else "")
     dtype, why = resolve_dtype("auto")
     return dtype == "bfloat16", why
 

@@ -114,20 +114,45 @@ def item_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX)."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def emulated_bf16(device: str | None = None) -> str | None:
+    """Why bf16 is a bad choice here, or None where it is not: on a CPU without native bf16
+    it is emulated, and an AVX2-only CPU's bf16 matrix product runs on torch's reference
+    path (about 1 GFLOP/s against 168 for fp32 on an AMD EPYC, 2026-12-07;
+    benchmarks/ceiling.py measures it)."""
+    import torch
+
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" or native_bf16():
+        return None
+    return (f"this CPU has no native bf16 ({torch.backends.cpu.get_cpu_capability()}, no AVX512_BF16/AMX): "
+            "bf16 is emulated, up to ~170x slower than fp32 (benchmarks/ceiling.py measures it here)")
+
+
 def resolve_dtype(dtype: str, device: str | None = None) -> tuple[str, str]:
     """`auto` -> bfloat16 on a GPU or a CPU with native bf16 (AVX-512 BF16 or AMX), float32
-    on a CPU without (there bf16 is emulated and measured 2.3x slower than fp32). Returns
-    (dtype, why) so that outputs can record the choice and its reason."""
+    on a CPU without (there bf16 is emulated: 2.3x slower than fp32 for a whole model on a
+    Zen 3, ~170x for a matrix product on an AVX2-only AMD EPYC). Returns (dtype, why) so
+    that outputs can record the choice and its reason; an explicit bf16 on a CPU that
+    emulates it says so in its reason."""
     import torch
 
     if dtype != "auto":
         if dtype not in ("bfloat16", "float16", "float32"):
             raise ValueError(f"dtype must be auto, bfloat16, float16 or float32, not {dtype!r}")
-        return dtype, "set explicitly"
+        slow = emulated_bf16(device) if dtype == "bfloat16" else None
+        return dtype, "set explicitly" + (f"; {slow}" if slow else "")
     if (device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda":
         return "bfloat16", "auto: GPU"
     capability = torch.backends.cpu.get_cpu_capability()
-    if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
+    if native_bf16():
         return "bfloat16", f"auto: CPU has native bf16 ({capability} with AVX512_BF16/AMX)"
     return "float32", f"auto: CPU has no native bf16 ({capability}); bf16 would be emulated"
 
