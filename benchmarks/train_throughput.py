@@ -24,7 +24,9 @@ full fine-tuning (forward, input and weight gradients), 4 for LoRA (no weight gr
 frozen layers), over the decoder's linear layers for every real token and over the LM head
 for every response token only (its prompt positions carry no loss); attention's own FLOPs
 are left out, so the fraction is a slight underestimate. Writes the table between the
-train-throughput markers and every run's numbers to benchmarks/results/train_throughput.json.
+train-throughput markers and every run's numbers to benchmarks/results/train_throughput.json;
+in fp32 (a CPU without native bf16) between the train-throughput-fp32 markers and into
+train_throughput-fp32.json, so each number format keeps its own table.
 """
 
 from __future__ import annotations
@@ -218,8 +220,10 @@ def main() -> None:
                      f"{flops / 1e12:.2f} TFLOP")
     table[0] += " Per epoch: " + "; ".join(notes) + "."
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "train_throughput.json").write_text(json.dumps(raw, indent=1))
-    print(write_block(Path(args.out), "train-throughput", "Training throughput", table))
+    suffix = "" if bf16 else "-fp32"
+    (HERE / "results" / f"train_throughput{suffix}.json").write_text(json.dumps(raw, indent=1))
+    print(write_block(Path(args.out), f"train-throughput{suffix}",
+                      "Training throughput" + (" in fp32" if suffix else ""), table))
 
 
 if __name__ == "__main__":

@@ -290,3 +290,58 @@ def test_response_positions_give_the_padded_batchs_losses_and_gradients(tmp_path
     for name, g in plain_grads.items():
         torch.testing.assert_close(accumulated[name], g, rtol=1e-4, atol=1e-7)
         torch.testing.assert_close(trl_grads[name], g, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_embedding_row_gradient_equals_autograds_dense_one(tmp_path, tiny_model_dir, tied):
+    """On a CPU in one process the input embeddings' gradient is added by token row into
+    one buffer per optimiser step instead of autograd's dense per-sequence gradient; over
+    four accumulated sequences of different lengths every parameter's gradient (the
+    embedding's included, and with tied weights the LM head's share in it) equals the one
+    autograd forms, the padding row included, and the recorded mode says which ran."""
+    from transformers import AutoModelForCausalLM
+
+    from selfdistill.training import response_token_logprobs
+
+    model_dir = tiny_model_dir
+    if not tied:  # the embedded default's own layout: an LM head of its own
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        model.config.tie_word_embeddings = False
+        model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
+        model_dir = tmp_path / "untied"
+        model.save_pretrained(model_dir)
+        import shutil
+
+        for f in tiny_model_dir.iterdir():
+            if "token" in f.name or f.name.endswith(".jinja"):
+                shutil.copy(f, model_dir / f.name)
+    rows = [{"prompt": [{"role": "user", "content": "Sum a list. " * (1 + 2 * i)}],
+             "completion": "```python\n" + "x = 1\n" * (1 + 3 * (3 - i)) + "```"} for i in range(4)]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ours = build_trainer(config(tmp_path, model_dir, data=str(data), per_device_batch_size=1))
+    assert ours.embedding_gradient[0] == "rows"
+    assert (ours.model.get_output_embeddings().weight is ours.model.get_input_embeddings().weight) == tied
+    reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    padding = reference.get_input_embeddings().padding_idx
+    batches = [ours.data_collator([ours.train_dataset[r]]) for r in range(4)]
+    assert padding is not None and any((b["input_ids"] == padding).any() for b in batches)
+
+    def accumulate(model):
+        model.train()
+        for batch in batches:
+            logprobs, _, _ = response_token_logprobs(model, batch)
+            (-logprobs.sum() / 40).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    row_grads, dense_grads = accumulate(ours.model), accumulate(reference)
+    assert set(row_grads) == set(dense_grads)
+    for name, g in dense_grads.items():
+        torch.testing.assert_close(row_grads[name], g, rtol=1e-5, atol=1e-8, msg=name)
+    embedding = row_grads["model.embed_tokens.weight"]
+    if not tied:  # only the rows of tokens seen carry a gradient, and never the padding row
+        assert 0 < int(embedding.abs().sum(-1).count_nonzero()) < embedding.shape[0] // 10
+        assert not embedding[padding].any()
+    ours.model.zero_grad()  # the trainer clears .grad after each step: the next step starts anew
+    assert ours.model.get_input_embeddings().weight.grad is None
+    assert accumulate(ours.model)["model.embed_tokens.weight"].equal(embedding)

@@ -147,6 +147,80 @@ def response_token_logprobs(model: Any, inputs: dict[str, Any]) -> tuple[Any, An
     return logprobs, picked.detach(), targets[mask]
 
 
+def embedding_gradient_mode(model: Any) -> tuple[str, str]:
+    """How the input embeddings' gradient is formed, and why (recorded in train_config.json).
+
+    "rows": on a CPU in one process, each backward pass adds its token rows into one fp32
+    buffer kept for the whole optimiser step (`EmbeddingRowGrad`), instead of autograd's
+    dense vocabulary-by-hidden gradient built anew and zero-filled for every sequence and
+    then added into .grad: for Qwen2.5-Coder-0.5B that is 545 MB written twice per sequence,
+    about 6% of a full fine-tuning step (benchmarks/train_profile.py, docs/training.md).
+    The same sums, so the same gradient (tested). "dense" everywhere else: a GPU fills fast,
+    and several processes need autograd's own gradient hooks to reduce it."""
+    import torch
+
+    weight = model.get_input_embeddings().weight
+    if not weight.requires_grad:
+        return "dense", "embeddings frozen (LoRA)"
+    if weight.dtype != torch.float32:
+        return "dense", f"weights in {weight.dtype} (rows are summed in fp32 weights only)"
+    if torch.cuda.is_available() or world_size() > 1:
+        return "dense", "GPU or several processes (autograd's own gradient, which distributed hooks reduce)"
+    return "rows", "CPU, one process: token rows added into one buffer per optimiser step"
+
+
+class EmbeddingRowGrad:
+    """The input embedding lookup with its weight gradient added in place, by token row,
+    into weight.grad (made once per optimiser step, after the trainer has cleared it),
+    bypassing autograd's dense per-sequence gradient. Installed as the embedding module's
+    forward, so the module, its name and the saved weights are unchanged."""
+
+    def __init__(self, module: Any):
+        if module.max_norm is not None or module.scale_grad_by_freq or module.sparse:
+            raise SelfdistillError("row gradients need a plain embedding (no max_norm, scale_grad_by_freq, sparse)")
+        self.module = module
+
+    def __call__(self, ids: Any) -> Any:
+        return _row_grad_lookup().apply(self.module.weight, ids, self.module.padding_idx)
+
+
+_LOOKUP: list[Any] = []
+
+
+def _row_grad_lookup() -> Any:
+    """The autograd function behind EmbeddingRowGrad (made once: torch is imported lazily)."""
+    if _LOOKUP:
+        return _LOOKUP[0]
+    import torch
+
+    class Lookup(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, weight, ids, padding_idx):
+            ctx.save_for_backward(ids)
+            ctx.weight, ctx.padding_idx = weight, padding_idx
+            return torch.nn.functional.embedding(ids, weight, padding_idx)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (ids,) = ctx.saved_tensors
+            weight, flat = ctx.weight, ids.reshape(-1)
+            rows = grad.reshape(-1, grad.shape[-1]).to(weight.dtype)
+            if ctx.padding_idx is not None:  # as autograd's own: the padding row gets no gradient
+                rows = rows * (flat != ctx.padding_idx).unsqueeze(-1).to(rows.dtype)
+            if weight.grad is None:
+                weight.grad = torch.zeros_like(weight)
+            weight.grad.index_add_(0, flat, rows)
+            return None, None, None
+
+    _LOOKUP.append(Lookup)
+    return Lookup
+
+
+def install_embedding_row_grad(model: Any) -> None:
+    module = model.get_input_embeddings()
+    module.forward = EmbeddingRowGrad(module)
+
+
 def _trainer_class():
     """TRL's SFTTrainer, with the loss computed at response positions only where the
     config says so (`lm_head_positions`); everything else is TRL's."""
@@ -301,6 +375,9 @@ def build_trainer(config: TrainConfig):
     trainer = _trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                processing_class=tokenizer, peft_config=peft_config)
     trainer.lm_head_positions = resolve_lm_head_positions(config)[0]
+    trainer.embedding_gradient = embedding_gradient_mode(trainer.model)
+    if trainer.embedding_gradient[0] == "rows":
+        install_embedding_row_grad(trainer.model)
     return trainer
 
 
@@ -387,6 +464,7 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
               "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
               "load_dtype_resolved": load_dtype(config),
               "lm_head_positions_resolved": dict(zip(("positions", "reason"), resolve_lm_head_positions(config))),
+              "embedding_gradient": dict(zip(("mode", "reason"), trainer.embedding_gradient)),
               "train_metrics": result.metrics,  # train_runtime, samples and steps per second
               "distributed": {"deepspeed": bool(trainer.is_deepspeed_enabled), "fsdp": bool(trainer.is_fsdp_enabled),
                               "backend": dist.get_backend() if dist.is_initialized() else None},
