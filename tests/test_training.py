@@ -345,3 +345,27 @@ def test_embedding_row_gradient_equals_autograds_dense_one(tmp_path, tiny_model_
     ours.model.zero_grad()  # the trainer clears .grad after each step: the next step starts anew
     assert ours.model.get_input_embeddings().weight.grad is None
     assert accumulate(ours.model)["model.embed_tokens.weight"].equal(embedding)
+
+
+def test_an_embedding_with_its_own_forward_keeps_autograds_gradient(tmp_path, tiny_model_dir):
+    """Only a plain nn.Embedding lookup gets the row gradient: a subclass that does more in
+    its forward (Gemma's scaled embedding) keeps its forward and autograd's gradient, and
+    LoRA's frozen embeddings have none to form."""
+    from selfdistill.training import embedding_gradient_mode
+
+    trainer = build_trainer(config(tmp_path, tiny_model_dir, per_device_batch_size=1))
+    model = trainer.model
+    assert trainer.embedding_gradient[0] == "rows"
+
+    class Scaled(torch.nn.Embedding):
+        def forward(self, ids):
+            return super().forward(ids) * 2.0
+
+    plain = model.get_input_embeddings()
+    scaled = Scaled(plain.num_embeddings, plain.embedding_dim, plain.padding_idx)
+    model.set_input_embeddings(scaled)
+    mode, why = embedding_gradient_mode(model)
+    assert mode == "dense" and "Scaled" in why
+    model.set_input_embeddings(torch.nn.Embedding(4, 2))
+    model.get_input_embeddings().weight.requires_grad_(False)
+    assert embedding_gradient_mode(model)[0] == "dense"
