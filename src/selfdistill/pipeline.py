@@ -216,13 +216,12 @@ def bf16_warning(config: RunConfig) -> str | None:
     and this CPU only emulates it (an explicit choice is kept, but not silently slow)."""
     from selfdistill.generation import emulated_bf16
 
-    if config.engine.backend == "openai":  # the server's hardware, not this machine's
-        stated = []
-    else:
-        stated = ["engine.dtype"] if config.engine.dtype == "bfloat16" else []
-    train = config.train_config()
-    stated += ["training.bf16"] * (train.bf16 is True) + ["training.load_dtype"] * (train.load_dtype == "bfloat16")
-    stated += ["analyze.dtype"] * (config.analyze_config().dtype == "bfloat16")
+    train, analysis = config.train_config(), config.analyze_config()
+    stated = [name for name, bf16 in (
+        # an openai engine's dtype is the server's hardware, not this machine's
+        ("engine.dtype", config.engine.backend != "openai" and config.engine.dtype == "bfloat16"),
+        ("training.bf16", train.bf16 is True), ("training.load_dtype", train.load_dtype == "bfloat16"),
+        ("analyze.dtype", analysis.dtype == "bfloat16")) if bf16]
     slow = emulated_bf16() if stated else None
     return f"warning: {', '.join(stated)} state bf16, but {slow}" if slow else None
 

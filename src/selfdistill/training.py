@@ -17,6 +17,7 @@ only with the settings and data it started with.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,11 +108,10 @@ def with_preset(data: dict[str, Any]) -> dict[str, Any]:
 
 def resolve_bf16(bf16: bool | str) -> tuple[bool, str]:
     """Whether training autocasts to bf16, and why (recorded in train_config.json)."""
-    from selfdistill.generation import emulated_bf16, resolve_dtype
+    from selfdistill.generation import resolve_dtype
 
-    if bf16 != "auto":
-        slow = emulated_bf16() if bf16 else None
-        return bool(bf16), "set explicitly" + (f"; {slow}" if slow else "")
+    if bf16 != "auto":  # the engine's explicit reason: it says where this CPU emulates bf16
+        return bool(bf16), resolve_dtype("bfloat16" if bf16 else "float32")[1]
     dtype, why = resolve_dtype("auto")
     return dtype == "bfloat16", why
 
@@ -188,13 +188,9 @@ class EmbeddingRowGrad:
         return _row_grad_lookup().apply(self.module.weight, ids, self.module.padding_idx)
 
 
-_LOOKUP: list[Any] = []
-
-
+@functools.cache
 def _row_grad_lookup() -> Any:
-    """The autograd function behind EmbeddingRowGrad (made once: torch is imported lazily)."""
-    if _LOOKUP:
-        return _LOOKUP[0]
+    """The autograd function behind EmbeddingRowGrad (made on first use: torch is imported lazily)."""
     import torch
 
     class Lookup(torch.autograd.Function):
@@ -216,7 +212,6 @@ def _row_grad_lookup() -> Any:
             weight.grad.index_add_(0, flat, rows)
             return None, None, None
 
-    _LOOKUP.append(Lookup)
     return Lookup
 
 

@@ -121,6 +121,13 @@ def native_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
+def _gpu(device: str | None) -> bool:
+    """Whether a resolved device (or None / auto: where torch sees a GPU) is a GPU."""
+    import torch
+
+    return device == "cuda" or (device in (None, "auto") and torch.cuda.is_available())
+
+
 def emulated_bf16(device: str | None = None) -> str | None:
     """Why bf16 is a bad choice here, or None where it is not: on a CPU without native bf16
     it is emulated, and an AVX2-only CPU's bf16 matrix product runs on torch's reference
@@ -128,9 +135,7 @@ def emulated_bf16(device: str | None = None) -> str | None:
     benchmarks/ceiling.py measures it)."""
     import torch
 
-    if device in (None, "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" or native_bf16():
+    if _gpu(device) or native_bf16():
         return None
     return (f"this CPU has no native bf16 ({torch.backends.cpu.get_cpu_capability()}, no AVX512_BF16/AMX): "
             "bf16 is emulated, up to ~170x slower than fp32 (benchmarks/ceiling.py measures it here)")
@@ -149,7 +154,7 @@ def resolve_dtype(dtype: str, device: str | None = None) -> tuple[str, str]:
             raise ValueError(f"dtype must be auto, bfloat16, float16 or float32, not {dtype!r}")
         slow = emulated_bf16(device) if dtype == "bfloat16" else None
         return dtype, "set explicitly" + (f"; {slow}" if slow else "")
-    if (device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda":
+    if _gpu(device):
         return "bfloat16", "auto: GPU"
     capability = torch.backends.cpu.get_cpu_capability()
     if native_bf16():
